@@ -1,0 +1,262 @@
+//! Checks on raw file descriptors: is it open, is it a listening stream socket, of which family
+//! and address. Only queries: nothing here takes ownership of, changes or closes a descriptor,
+//! except [`prepare`], which is called once the descriptor is ours.
+
+use std::{
+    os::{
+        fd::{BorrowedFd, RawFd},
+        unix::ffi::OsStrExt,
+    },
+    path::PathBuf,
+};
+
+use nix::{
+    errno::Errno,
+    fcntl::{fcntl, FcntlArg, FdFlag, OFlag},
+    sys::{
+        socket::{
+            getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike,
+            SockaddrStorage,
+        },
+        stat::{fstat, SFlag},
+    },
+};
+
+use crate::{addr::ListenAddr, Error};
+
+/// What an inherited descriptor turned out to be: a listening stream socket at `addr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Probe {
+    pub(crate) addr: ListenAddr,
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    // F_GETFD only reads the descriptor flags; EBADF means "not open".
+    fcntl(fd, FcntlArg::F_GETFD) != Err(Errno::EBADF)
+}
+
+/// Checks that `fd` is a listening stream socket and returns its local address.
+///
+/// # Errors
+/// [`Error::NotASocket`], [`Error::NotAStreamSocket`], [`Error::NotListening`], or
+/// [`Error::Os`] when a query fails.
+pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
+    let stat = fstat(fd).map_err(|e| Error::os("fstat", fd, e))?;
+    let file_type = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    if file_type != SFlag::S_IFSOCK {
+        return Err(Error::NotASocket {
+            fd,
+            found: describe_file_type(file_type),
+        });
+    }
+
+    // SAFETY: `fd` is open (fstat succeeded) and is only borrowed for these queries.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock_type = getsockopt(&borrowed, sockopt::SockType)
+        .map_err(|e| Error::os("getsockopt(SO_TYPE)", fd, e))?;
+    if sock_type != SockType::Stream {
+        return Err(Error::NotAStreamSocket {
+            fd,
+            found: describe_sock_type(sock_type),
+        });
+    }
+    let listening = getsockopt(&borrowed, sockopt::AcceptConn)
+        .map_err(|e| Error::os("getsockopt(SO_ACCEPTCONN)", fd, e))?;
+    if !listening {
+        return Err(Error::NotListening { fd });
+    }
+
+    let addr: SockaddrStorage = getsockname(fd).map_err(|e| Error::os("getsockname", fd, e))?;
+    let addr = match addr.family() {
+        Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
+            let sa = addr
+                .as_sockaddr_in()
+                .map(|a| std::net::SocketAddr::V4((*a).into()))
+                .or_else(|| {
+                    addr.as_sockaddr_in6()
+                        .map(|a| std::net::SocketAddr::V6((*a).into()))
+                });
+            match sa {
+                Some(sa) => ListenAddr::Tcp(sa),
+                None => return Err(Error::os("getsockname", fd, Errno::EAFNOSUPPORT)),
+            }
+        }
+        Some(AddressFamily::Unix) => {
+            let path = addr
+                .as_unix_addr()
+                .and_then(|u| u.path())
+                .map(PathBuf::from)
+                .or_else(|| {
+                    addr.as_unix_addr()
+                        .and_then(|u| u.as_abstract())
+                        .map(|name| {
+                            let mut p = std::ffi::OsString::from("@");
+                            p.push(std::ffi::OsStr::from_bytes(name));
+                            PathBuf::from(p)
+                        })
+                })
+                .unwrap_or_default();
+            ListenAddr::Unix(path)
+        }
+        _ => {
+            return Err(Error::WrongFamily {
+                fd,
+                name: String::new(),
+                expected: "TCP or Unix",
+                found: "another family's",
+            })
+        }
+    };
+    Ok(Probe { addr })
+}
+
+/// Makes a descriptor we now own ready for actix: non-blocking (tokio requires it) and
+/// close-on-exec (a later child of the app must not inherit it by accident).
+///
+/// # Errors
+/// [`Error::Os`] when `fcntl` fails.
+pub(crate) fn prepare(fd: RawFd) -> Result<(), Error> {
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl(F_GETFL)", fd, e))?;
+    let fl = OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(fl)).map_err(|e| Error::os("fcntl(F_SETFL)", fd, e))?;
+    set_cloexec(fd, true).map_err(|e| Error::os("fcntl(F_SETFD)", fd, e))
+}
+
+/// Sets or clears FD_CLOEXEC on `fd`.
+pub(crate) fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
+    let flags = FdFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFD)?);
+    let flags = if on {
+        flags | FdFlag::FD_CLOEXEC
+    } else {
+        flags - FdFlag::FD_CLOEXEC
+    };
+    fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop)
+}
+
+fn describe_file_type(t: SFlag) -> &'static str {
+    match t {
+        SFlag::S_IFREG => "a regular file",
+        SFlag::S_IFDIR => "a directory",
+        SFlag::S_IFCHR => "a character device",
+        SFlag::S_IFBLK => "a block device",
+        SFlag::S_IFIFO => "a pipe",
+        SFlag::S_IFLNK => "a symbolic link",
+        _ => "something else",
+    }
+}
+
+fn describe_sock_type(t: SockType) -> &'static str {
+    match t {
+        SockType::Datagram => "a datagram (UDP) socket",
+        SockType::SeqPacket => "a seqpacket socket",
+        SockType::Raw => "a raw socket",
+        _ => "a socket of another type",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::{TcpListener, TcpStream, UdpSocket},
+        os::{
+            fd::AsRawFd,
+            unix::net::{UnixDatagram, UnixListener},
+        },
+    };
+
+    use super::*;
+
+    #[test]
+    fn accepts_listening_tcp_and_reports_its_address() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = probe(l.as_raw_fd()).unwrap();
+        assert_eq!(p.addr, ListenAddr::Tcp(l.local_addr().unwrap()));
+    }
+
+    #[test]
+    fn accepts_listening_unix_socket_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("ag-fd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("probe.sock");
+        let _ = std::fs::remove_file(&path);
+        let l = UnixListener::bind(&path).unwrap();
+        assert_eq!(
+            probe(l.as_raw_fd()).unwrap().addr,
+            ListenAddr::Unix(path.clone())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_a_regular_file() {
+        let f = std::fs::File::open("/proc/self/status").unwrap();
+        let err = probe(f.as_raw_fd()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotASocket {
+                    found: "a regular file",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_a_pipe() {
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let err = probe(r.as_raw_fd()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::NotASocket {
+                    found: "a pipe",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn rejects_udp_and_unix_datagram_sockets() {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = probe(u.as_raw_fd()).unwrap_err();
+        assert!(matches!(err, Error::NotAStreamSocket { .. }), "{err}");
+        assert!(err.to_string().contains("datagram"), "{err}");
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        assert!(matches!(
+            probe(a.as_raw_fd()),
+            Err(Error::NotAStreamSocket { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_a_connected_stream() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let err = probe(s.as_raw_fd()).unwrap_err();
+        assert_eq!(err, Error::NotListening { fd: s.as_raw_fd() });
+    }
+
+    #[test]
+    fn open_check() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert!(is_open(l.as_raw_fd()));
+        assert!(!is_open(1_000_000));
+        assert!(!is_open(-1));
+    }
+
+    #[test]
+    fn prepare_sets_nonblocking_and_cloexec() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        set_cloexec(l.as_raw_fd(), false).unwrap();
+        prepare(l.as_raw_fd()).unwrap();
+        let fl = OFlag::from_bits_truncate(fcntl(l.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+        assert!(fl.contains(OFlag::O_NONBLOCK));
+        let fd = FdFlag::from_bits_truncate(fcntl(l.as_raw_fd(), FcntlArg::F_GETFD).unwrap());
+        assert!(fd.contains(FdFlag::FD_CLOEXEC));
+    }
+}

@@ -1,0 +1,75 @@
+//! The one place that names actix-web's `HttpServer` bounds: everything else in the crate
+//! talks to a server through [`HttpServerExt`].
+
+use std::{io, net::TcpListener};
+
+use actix_http::{body::MessageBody, Request, Response};
+use actix_service::{IntoServiceFactory, Service, ServiceFactory};
+use actix_web::{dev::AppConfig, dev::Server, Error, HttpServer};
+
+/// What the crate needs of an actix-web [`HttpServer`]; implemented for it (sealed), so it only
+/// appears as a bound: `actix_graceful::run(server)` takes any `HttpServer`.
+///
+/// # Examples
+///
+/// ```
+/// fn takes_a_server(_: impl actix_graceful::HttpServerExt) {}
+/// takes_a_server(actix_web::HttpServer::new(actix_web::App::new));
+/// ```
+pub trait HttpServerExt: Sized {
+    #[doc(hidden)]
+    fn listen_tcp(self, _: sealed::Token, listener: TcpListener) -> io::Result<Self>;
+
+    #[doc(hidden)]
+    #[cfg(unix)]
+    fn listen_unix(
+        self,
+        _: sealed::Token,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<Self>;
+
+    /// Starts the server with actix's signal handling off; `shutdown_secs` overrides actix's
+    /// shutdown timeout.
+    #[doc(hidden)]
+    fn start_without_signals(self, _: sealed::Token, shutdown_secs: Option<u64>) -> Server;
+}
+
+pub(crate) mod sealed {
+    /// Only this crate can call (and so implement) `HttpServerExt`'s methods.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Token;
+}
+
+impl<F, I, S, B> HttpServerExt for HttpServer<F, I, S, B>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    fn listen_tcp(self, _: sealed::Token, listener: TcpListener) -> io::Result<Self> {
+        self.listen(listener)
+    }
+
+    #[cfg(unix)]
+    fn listen_unix(
+        self,
+        _: sealed::Token,
+        listener: std::os::unix::net::UnixListener,
+    ) -> io::Result<Self> {
+        self.listen_uds(listener)
+    }
+
+    fn start_without_signals(self, _: sealed::Token, shutdown_secs: Option<u64>) -> Server {
+        let server = self.disable_signals();
+        match shutdown_secs {
+            Some(secs) => server.shutdown_timeout(secs).run(),
+            None => server.run(),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Handing the listeners to a successor process: start it with the standard socket-activation
+//! protocol, then wait until it reports ready. Blocking code, free of actix types; the server
+//! runs it on a blocking thread.
+
+mod ready;
+mod spawn;
+
+use std::{ffi::OsString, io, path::PathBuf, time::Duration};
+
+pub(crate) use ready::{has_predecessor, report_ready, take_report_fd, Readiness};
+
+use crate::{registry, signals, UpgradeError};
+
+/// How to start a successor.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    pub(crate) exe: PathBuf,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) cwd: PathBuf,
+    pub(crate) upgrade_signal: i32,
+    pub(crate) readiness: Readiness,
+    pub(crate) timeout: Duration,
+}
+
+/// Starts the successor with every registered listener and waits until it is ready.
+///
+/// Returns the successor's pid. On any failure the successor has been killed (if it ran) and
+/// reaped, and this process's listeners are untouched.
+///
+/// # Errors
+/// See [`UpgradeError`].
+pub(crate) fn hand_over(plan: &Plan) -> Result<i32, UpgradeError> {
+    let listeners = registry::handoff_set();
+    if listeners.is_empty() {
+        return Err(UpgradeError::NoListeners);
+    }
+    let spawn = spawn::Spawn::new(
+        &plan.exe,
+        &plan.args,
+        &plan.cwd,
+        &listeners,
+        signals::successor_mask(plan.upgrade_signal),
+    )
+    .map_err(UpgradeError::Spawn)?;
+    let path = spawn.path();
+    let child = match spawn.run() {
+        Ok(child) => child,
+        Err(Err(err)) => return Err(UpgradeError::Spawn(err)),
+        Err(Ok(failed)) => {
+            let error = match failed.step {
+                spawn::ChildStep::Exec => failed.error,
+                spawn::ChildStep::Chdir => io::Error::new(
+                    failed.error.kind(),
+                    format!(
+                        "cannot enter the start-up directory {}: {}",
+                        plan.cwd.display(),
+                        failed.error
+                    ),
+                ),
+                spawn::ChildStep::Dup => io::Error::new(
+                    failed.error.kind(),
+                    format!("cannot place the listeners at fds 3..: {}", failed.error),
+                ),
+            };
+            return Err(UpgradeError::Exec {
+                path,
+                pid: failed.pid.as_raw(),
+                error,
+            });
+        }
+    };
+    log::info!(
+        "upgrade: spawned successor pid={} ({}) with {} listener(s)",
+        child.pid,
+        path.display(),
+        listeners.len()
+    );
+    ready::wait_ready(child.pid, &child.ready, plan.readiness, plan.timeout)?;
+    Ok(child.pid.as_raw())
+}

@@ -1,0 +1,283 @@
+//! The readiness channel between a process and its successor: a pipe whose write end the
+//! successor finds at the fd named by `ACTIX_GRACEFUL_READY_FD`. The successor writes one byte
+//! once it serves; the parent reads it, or EOF if the successor died first.
+
+use std::{
+    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    errno::Errno,
+    poll::{poll, PollFd, PollFlags, PollTimeout},
+    sys::{
+        signal::{kill, Signal},
+        stat::{fstat, SFlag},
+        wait::{waitpid, WaitPidFlag, WaitStatus},
+    },
+    unistd::Pid,
+};
+
+use super::spawn::READY_FD_VAR;
+use crate::{fd::set_cloexec, UpgradeError};
+
+/// The byte a ready successor writes.
+const READY: u8 = b'R';
+
+/// How the parent decides that the successor is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// The successor reports through the pipe (every app built on this crate does).
+    Pipe,
+    /// The successor is taken as ready once it has run this long without exiting: for a
+    /// successor that knows only the standard protocol. A report through the pipe counts too.
+    After(Duration),
+}
+
+// ---- successor side ----
+
+static REPORT_FD: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Takes the readiness pipe handed to this process, if any: only with a `LISTEN_PID` that is
+/// explicitly ours (so the variable is for us) and only if the fd is a pipe outside the
+/// listener range. Marks it close-on-exec so the app's own children do not inherit it.
+pub(crate) fn take_report_fd(listen_fds: usize) {
+    let ours = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
+    let Some(value) = std::env::var_os(READY_FD_VAR) else {
+        return;
+    };
+    if !ours {
+        return;
+    }
+    let fd = match value.to_str().and_then(|v| v.parse::<RawFd>().ok()) {
+        Some(fd) if fd >= crate::inherit::LISTEN_FDS_START + listen_fds as RawFd => fd,
+        _ => {
+            log::warn!("ignoring {READY_FD_VAR}={value:?}: not an fd after the listeners");
+            return;
+        }
+    };
+    match fstat(fd) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
+        _ => {
+            log::warn!("ignoring {READY_FD_VAR}={fd}: not an open pipe");
+            return;
+        }
+    }
+    let _ = set_cloexec(fd, true);
+    // SAFETY: the predecessor put this pipe at `fd` for us (LISTEN_PID is ours) and it is an
+    // open FIFO; nothing else in the process knows the number, so we own it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    *REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+}
+
+/// Whether this process was started by a predecessor that waits for its readiness.
+pub(crate) fn has_predecessor() -> bool {
+    REPORT_FD
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
+}
+
+/// Tells the predecessor that this process serves; closes the pipe. Does nothing the second
+/// time or when there is no predecessor.
+pub(crate) fn report_ready() {
+    let Some(fd) = REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    loop {
+        match nix::unistd::write(&fd, &[READY]) {
+            Ok(_) => break,
+            Err(Errno::EINTR) => continue,
+            Err(err) => {
+                log::warn!("cannot report readiness to the predecessor: {err}");
+                break;
+            }
+        }
+    }
+}
+
+// ---- parent side ----
+
+/// Waits until the successor `pid` is ready per `readiness`, within `timeout`.
+///
+/// # Errors
+/// [`UpgradeError::Exited`] when it exits first (reaped), [`UpgradeError::Timeout`] when the
+/// time runs out (killed with SIGKILL and reaped).
+pub(crate) fn wait_ready(
+    pid: Pid,
+    pipe: &OwnedFd,
+    readiness: Readiness,
+    timeout: Duration,
+) -> Result<(), UpgradeError> {
+    let start = Instant::now();
+    let mut pipe_open = true;
+    let mut closed_at: Option<Instant> = None;
+    loop {
+        let elapsed = start.elapsed();
+        if let Readiness::After(after) = readiness {
+            if elapsed >= after {
+                return check_alive(pid);
+            }
+        }
+        if elapsed >= timeout {
+            return Err(kill_and_reap(pid, timeout));
+        }
+        // Wake at least every 20 ms to notice an exit when the pipe is already closed.
+        let slice = (timeout - elapsed).min(Duration::from_millis(20));
+        if pipe_open {
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            let ms = PollTimeout::try_from(slice).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, ms) {
+                Ok(0) | Err(Errno::EINTR) => {}
+                Ok(_) => {
+                    let mut byte = [0u8; 1];
+                    match nix::unistd::read(pipe.as_raw_fd(), &mut byte) {
+                        Ok(1) if byte[0] == READY => return Ok(()),
+                        Ok(_) => pipe_open = false, // EOF: it closed the pipe or died
+                        Err(Errno::EINTR | Errno::EAGAIN) => {}
+                        Err(_) => pipe_open = false,
+                    }
+                }
+                Err(_) => pipe_open = false,
+            }
+        } else {
+            std::thread::sleep(slice);
+        }
+        if let Some(status) = try_reap(pid) {
+            return Err(UpgradeError::Exited {
+                pid: pid.as_raw(),
+                status,
+            });
+        }
+        let closed_for = closed_at.get_or_insert_with(Instant::now).elapsed();
+        if pipe_open {
+            closed_at = None;
+        } else if readiness == Readiness::Pipe && closed_for > Duration::from_millis(200) {
+            // Alive well after it closed the pipe without a word (an exiting process closes
+            // its fds just before it becomes reapable): it will never report.
+            let _ = kill_and_reap(pid, timeout);
+            return Err(UpgradeError::Exited {
+                pid: pid.as_raw(),
+                status: "closed its readiness pipe without reporting ready; killed".into(),
+            });
+        }
+    }
+}
+
+fn check_alive(pid: Pid) -> Result<(), UpgradeError> {
+    match try_reap(pid) {
+        Some(status) => Err(UpgradeError::Exited {
+            pid: pid.as_raw(),
+            status,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Reaps `pid` if it has exited, describing how.
+fn try_reap(pid: Pid) -> Option<String> {
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) => None,
+        Ok(status) => Some(describe(status)),
+        Err(Errno::ECHILD) => Some("already reaped".into()),
+        Err(_) => None,
+    }
+}
+
+/// SIGKILLs and reaps `pid`, which did not get ready within `timeout`.
+pub(crate) fn kill_and_reap(pid: Pid, timeout: Duration) -> UpgradeError {
+    let _ = kill(pid, Signal::SIGKILL);
+    let status = loop {
+        match waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            other => break other,
+        }
+    };
+    log::debug!("successor pid={pid} killed: {status:?}");
+    UpgradeError::Timeout {
+        pid: pid.as_raw(),
+        timeout,
+    }
+}
+
+fn describe(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, code) => format!("exit status {code}"),
+        WaitStatus::Signaled(_, sig, core) => {
+            format!(
+                "killed by signal {sig}{}",
+                if core { " (core dumped)" } else { "" }
+            )
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    // The children are reaped by `wait_ready` / `kill_and_reap`, the code under test.
+    #[allow(clippy::zombie_processes)]
+    fn spawn_sh(script: &str) -> (Pid, OwnedFd, OwnedFd) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let child = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .spawn()
+            .unwrap();
+        (Pid::from_raw(child.id() as i32), r, w)
+    }
+
+    #[test]
+    fn exit_before_ready_is_reported_with_status() {
+        let (pid, r, w) = spawn_sh("exit 3");
+        drop(w);
+        let err = wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(5)).unwrap_err();
+        assert!(
+            matches!(&err, UpgradeError::Exited { status, .. } if status == "exit status 3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hang_is_killed_at_the_timeout() {
+        let (pid, r, _w) = spawn_sh("sleep 30");
+        let t = Instant::now();
+        let err = wait_ready(pid, &r, Readiness::Pipe, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(err, UpgradeError::Timeout { .. }), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
+    }
+
+    #[test]
+    fn ready_byte_is_ready() {
+        let (pid, r, w) = spawn_sh("sleep 1");
+        nix::unistd::write(&w, &[READY]).unwrap();
+        wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(5)).unwrap();
+        let _ = kill_and_reap(pid, Duration::ZERO);
+    }
+
+    #[test]
+    fn after_mode_needs_only_survival() {
+        let (pid, r, _w) = spawn_sh("sleep 30");
+        wait_ready(
+            pid,
+            &r,
+            Readiness::After(Duration::from_millis(100)),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let _ = kill_and_reap(pid, Duration::ZERO);
+        let (pid, r, _w) = spawn_sh("exit 0");
+        let err = wait_ready(
+            pid,
+            &r,
+            Readiness::After(Duration::from_millis(300)),
+            Duration::from_secs(5),
+        );
+        assert!(matches!(err, Err(UpgradeError::Exited { .. })));
+    }
+}

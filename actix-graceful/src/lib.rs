@@ -1,0 +1,98 @@
+//! Zero-downtime restarts and live binary upgrades for [actix-web](https://actix.rs).
+//!
+//! A plain restart refuses every connection that arrives while no process listens, and
+//! actix's own graceful stop still resets about one request per keep-alive connection. This
+//! crate keeps the listening sockets alive across processes instead:
+//!
+//! - [`GracefulBind::graceful_bind`] replaces `HttpServer::bind`. It takes over listening
+//!   sockets handed to the process by the systemd socket-activation protocol (`LISTEN_FDS`,
+//!   `LISTEN_PID`, `LISTEN_FDNAMES`; by systemd, `systemd-socket-activate`, systemfd, or a
+//!   predecessor), validating each before owning it, and binds fresh ones only when nothing
+//!   matching was handed over. TCP and Unix sockets; [`Binding::bind`] yields plain listeners
+//!   for actix's TLS `listen_*` methods.
+//! - [`run`] (or [`Graceful::run`] for configuration) runs the server. On `SIGUSR2` it starts
+//!   the binary at the path the process was started from with the same arguments, hands it the
+//!   listeners by the same standard protocol, waits until it reports that it serves, and only
+//!   then stops accepting, answers with `Connection: close` for a lame-duck period
+//!   ([`LameDuck`]) and drains its in-flight requests. A successor that fails to start, exits
+//!   or is not ready in time is killed and reaped; the old process serves on as if nothing
+//!   happened.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use actix_graceful::GracefulBind as _;
+//! use actix_web::{web, App, HttpServer};
+//!
+//! #[actix_web::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let server = HttpServer::new(|| {
+//!         App::new()
+//!             .wrap(actix_graceful::LameDuck)
+//!             .route("/", web::get().to(|| async { "hello" }))
+//!     })
+//!     .graceful_bind("127.0.0.1:8080")?;
+//!     actix_graceful::run(server).await
+//! }
+//! ```
+//!
+//! Then `kill -USR2 <pid>` upgrades to whatever binary now sits at the started path.
+//!
+//! # Platform support
+//! Unix (Linux first: `close_range`, abstract `NOTIFY_SOCKET` names). Elsewhere
+//! `graceful_bind` is a plain `bind` and [`run`] just runs the server.
+
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+mod addr;
+mod bind;
+mod error;
+#[cfg(unix)]
+mod fd;
+mod glue;
+#[cfg(unix)]
+mod handoff;
+#[cfg(unix)]
+mod inherit;
+mod lame_duck;
+#[cfg(unix)]
+mod notify;
+#[cfg(unix)]
+mod process;
+#[cfg(unix)]
+mod registry;
+#[cfg(unix)]
+mod server;
+#[cfg(unix)]
+mod signals;
+
+pub use addr::ListenAddr;
+pub use bind::{Binding, GracefulBind, Listener};
+pub use error::{Error, UpgradeError};
+pub use glue::HttpServerExt;
+pub use lame_duck::LameDuck;
+#[cfg(unix)]
+pub use registry::ListenerInfo;
+#[cfg(unix)]
+pub use server::{run, Graceful, UpgradeHandle};
+
+/// The listeners this process serves through `graceful_bind*`, in bind order, with their real
+/// addresses and whether each was inherited.
+///
+/// # Examples
+///
+/// ```no_run
+/// use actix_graceful::GracefulBind as _;
+/// # fn main() -> std::io::Result<()> {
+/// let server = actix_web::HttpServer::new(actix_web::App::new).graceful_bind("127.0.0.1:0")?;
+/// for l in actix_graceful::listeners() {
+///     println!("serving {} ({})", l.addr(), if l.is_inherited() { "inherited" } else { "bound" });
+/// }
+/// # drop(server); Ok(()) }
+/// ```
+#[cfg(unix)]
+#[must_use]
+pub fn listeners() -> Vec<ListenerInfo> {
+    registry::snapshot()
+}

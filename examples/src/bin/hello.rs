@@ -1,0 +1,173 @@
+//! The example app: answers with its pid, so a client sees which generation served it.
+//!
+//! ```text
+//! cargo run -p examples --bin hello -- --listen 127.0.0.1:8080
+//! kill -USR2 <pid>     # live upgrade to the binary now at the same path
+//! ```
+//!
+//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`.
+//! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
+//! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
+//! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
+//! `--ready-after-ms N`, `--pid-file PATH`. Logs with `RUST_LOG`.
+
+use std::{io::Write as _, process::ExitCode, time::Duration};
+
+use actix_graceful::{Binding, Graceful, GracefulBind as _};
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+#[derive(Debug)]
+struct Options {
+    listen: Vec<String>,
+    workers: usize,
+    upgrade_timeout: Option<Duration>,
+    lame_duck: Option<Duration>,
+    shutdown_timeout: Option<Duration>,
+    ready_after: Option<Duration>,
+    pid_file: Option<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut opts = Options {
+        listen: Vec::new(),
+        workers: 2,
+        upgrade_timeout: None,
+        lame_duck: None,
+        shutdown_timeout: None,
+        ready_after: None,
+        pid_file: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        let millis = |v: String| {
+            v.parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--listen" => opts.listen.push(value()?),
+            "--workers" => {
+                opts.workers = value()?.parse().map_err(|_| "--workers: not a number")?
+            }
+            "--upgrade-timeout-ms" => opts.upgrade_timeout = Some(millis(value()?)?),
+            "--lame-duck-ms" => opts.lame_duck = Some(millis(value()?)?),
+            "--ready-after-ms" => opts.ready_after = Some(millis(value()?)?),
+            "--shutdown-timeout-s" => {
+                opts.shutdown_timeout = Some(millis(value()?)? * 1000);
+            }
+            "--pid-file" => opts.pid_file = Some(value()?),
+            "-h" | "--help" => {
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if opts.listen.is_empty() {
+        opts.listen = match std::env::var("HELLO_LISTEN") {
+            Ok(v) if !v.is_empty() => v.split(',').map(str::to_owned).collect(),
+            _ => vec!["127.0.0.1:8080".to_owned()],
+        };
+    }
+    Ok(opts)
+}
+
+/// `[NAME=]ADDR` or `[NAME=]unix:/path` as a binding.
+fn binding(spec: &str) -> Binding {
+    let (name, addr) = match spec.split_once('=') {
+        Some((name, addr)) if !name.contains(':') && !name.contains('/') => (Some(name), addr),
+        _ => (None, spec),
+    };
+    let binding = match addr.strip_prefix("unix:") {
+        Some(path) => Binding::uds(path),
+        None => Binding::tcp(addr),
+    };
+    match name {
+        Some(name) => binding.name(name),
+        None => binding,
+    }
+}
+
+fn reply() -> HttpResponse {
+    let pid = std::process::id();
+    HttpResponse::Ok()
+        .insert_header(("X-Pid", pid.to_string()))
+        .body(format!("pid={pid}\n"))
+}
+
+async fn sleep(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+    let ms = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
+    actix_web::rt::time::sleep(Duration::from_millis(ms.min(600_000))).await;
+    reply()
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("X-Pid", std::process::id().to_string()))
+        .body("ok\n")
+}
+
+async fn serve(opts: Options) -> std::io::Result<()> {
+    let mut graceful = Graceful::new();
+    if let Some(t) = opts.upgrade_timeout {
+        graceful = graceful.upgrade_timeout(t);
+    }
+    if let Some(t) = opts.lame_duck {
+        graceful = graceful.lame_duck(t);
+    }
+    if let Some(t) = opts.shutdown_timeout {
+        graceful = graceful.shutdown_timeout(t);
+    }
+    if let Some(t) = opts.ready_after {
+        graceful = graceful.successor_ready_after(t);
+    }
+    if let Some(p) = &opts.pid_file {
+        graceful = graceful.pid_file(p);
+    }
+
+    let mut server = HttpServer::new(|| {
+        App::new()
+            .wrap(actix_graceful::LameDuck)
+            .route("/", web::get().to(|| async { reply() }))
+            .route("/sleep", web::get().to(sleep))
+            .route("/health", web::get().to(health))
+    })
+    .workers(opts.workers);
+    for spec in &opts.listen {
+        server = server.graceful_bind_with(binding(spec))?;
+    }
+
+    let serving = actix_graceful::listeners()
+        .iter()
+        .map(|l| {
+            let origin = if l.is_inherited() {
+                "inherited"
+            } else {
+                "bound"
+            };
+            format!("{} ({origin})", l.addr())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "hello pid={} serving {serving}", std::process::id())?;
+    out.flush()?;
+    drop(out);
+
+    graceful.run(server).await
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let result = parse_args()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("hello: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
