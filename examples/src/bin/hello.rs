@@ -9,11 +9,13 @@
 //! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
 //! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
 //! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
-//! `--ready-after-ms N`, `--pid-file PATH`. Logs with `RUST_LOG`.
+//! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
+//! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
+//! result). Logs with `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
-use actix_graceful::{Binding, Graceful, GracefulBind as _};
+use actix_graceful::{Binding, Graceful, GracefulBind as _, UpgradeHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 #[derive(Debug)]
@@ -25,6 +27,8 @@ struct Options {
     shutdown_timeout: Option<Duration>,
     ready_after: Option<Duration>,
     pid_file: Option<String>,
+    upgrade_signal: Option<i32>,
+    admin: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -36,6 +40,8 @@ fn parse_args() -> Result<Options, String> {
         shutdown_timeout: None,
         ready_after: None,
         pid_file: None,
+        upgrade_signal: None,
+        admin: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -57,8 +63,21 @@ fn parse_args() -> Result<Options, String> {
                 opts.shutdown_timeout = Some(millis(value()?)? * 1000);
             }
             "--pid-file" => opts.pid_file = Some(value()?),
+            "--upgrade-signal" => {
+                opts.upgrade_signal = Some(match value()?.to_ascii_uppercase().as_str() {
+                    "USR2" | "SIGUSR2" => libc::SIGUSR2,
+                    "USR1" | "SIGUSR1" => libc::SIGUSR1,
+                    "HUP" | "SIGHUP" => libc::SIGHUP,
+                    other => {
+                        return Err(format!(
+                            "--upgrade-signal: {other:?} is not USR2, USR1 or HUP"
+                        ))
+                    }
+                })
+            }
+            "--admin" => opts.admin = true,
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -108,6 +127,14 @@ async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
+/// Upgrades through the handle; answers with the successor's pid or why there is none.
+async fn admin_upgrade(handle: web::Data<UpgradeHandle>) -> HttpResponse {
+    match handle.upgrade().await {
+        Ok(pid) => HttpResponse::Ok().body(format!("upgraded to pid={pid}\n")),
+        Err(err) => HttpResponse::Conflict().body(format!("upgrade failed: {err}\n")),
+    }
+}
+
 async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new();
     if let Some(t) = opts.upgrade_timeout {
@@ -126,12 +153,23 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         graceful = graceful.pid_file(p);
     }
 
-    let mut server = HttpServer::new(|| {
-        App::new()
+    if let Some(signal) = opts.upgrade_signal {
+        graceful = graceful.upgrade_signal(signal);
+    }
+    let upgrades = opts.admin.then(|| graceful.handle());
+
+    let mut server = HttpServer::new(move || {
+        let app = App::new()
             .wrap(actix_graceful::LameDuck)
             .route("/", web::get().to(|| async { reply() }))
             .route("/sleep", web::get().to(sleep))
-            .route("/health", web::get().to(health))
+            .route("/health", web::get().to(health));
+        match upgrades.clone() {
+            Some(handle) => app
+                .app_data(web::Data::new(handle))
+                .route("/admin/upgrade", web::post().to(admin_upgrade)),
+            None => app,
+        }
     })
     .workers(opts.workers);
     for spec in &opts.listen {
