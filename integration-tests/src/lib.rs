@@ -1,0 +1,225 @@
+//! Test harness for `actix-graceful`: runs the example apps as real processes with real
+//! signals and sockets.
+//!
+//! - [`bins`]: where the example binaries are ([`hello_bin`], [`plain_listenfd_bin`]).
+//! - [`reaper`]: the test process is a child subreaper with one global `waitpid(-1)` thread;
+//!   never wait on a `Child` yourself.
+//! - [`family`]: [`ServerFamily`], a guard that kills and reaps every generation of a server.
+//! - [`capture`]: stdout/stderr captured line by line, with `wait_for_line`.
+//! - [`http`]: a minimal HTTP/1.1 client with exact failure classes.
+//! - [`load`]: a bounded load generator and slow requests.
+//! - [`hello`]: starting `hello`, parsing its startup line, performing a live upgrade.
+//! - [`procfs`]: /proc readers (zombies, fds, listening sockets).
+//!
+//! Everything is bounded in time; everything talks to loopback only.
+
+pub mod capture;
+pub mod family;
+pub mod hello;
+pub mod http;
+pub mod load;
+pub mod procfs;
+pub mod reaper;
+
+pub use family::{PidSet, ServerFamily};
+pub use http::{Client, FailKind, Failure, Response, Target};
+pub use load::{Load, LoadConfig, LoadReport};
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Locating the binaries under test.
+pub mod bins {
+    use std::path::PathBuf;
+
+    /// The directory holding the binaries of the current profile (`target/<profile>`):
+    /// derived from the running executable, which is `target/<profile>/deps/<test>-<hash>`
+    /// for a test, or `target/<profile>/<bin>` for a binary of this package.
+    pub fn profile_dir() -> PathBuf {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut dir = exe.parent().expect("exe has a parent").to_path_buf();
+        if dir.file_name().map(|n| n == "deps").unwrap_or(false) {
+            dir.pop();
+        }
+        dir
+    }
+
+    /// Path of workspace binary `name`, overridable by env var `env_override`. Panics with
+    /// instructions if it does not exist.
+    ///
+    /// Unless overridden (or `ITEST_NO_BUILD` is set), the first call in a process runs
+    /// `cargo build -p examples --bins` for the same profile and target dir when the test
+    /// runs under cargo (env `CARGO`), so `cargo test` never tests a stale or missing
+    /// example binary.
+    pub fn locate(name: &str, env_override: &str) -> PathBuf {
+        let p = match std::env::var_os(env_override) {
+            Some(v) => PathBuf::from(v),
+            None => {
+                build_examples_once();
+                profile_dir().join(name)
+            }
+        };
+        assert!(
+            p.is_file(),
+            "binary `{name}` not found at {}: build it first with `cargo build -p examples` \
+             (same profile as the tests, e.g. add --release for release tests), or point {env_override} \
+             at it",
+            p.display()
+        );
+        p
+    }
+
+    /// Run `cargo build -p examples --bins` once per process (see [`locate`]).
+    pub fn build_examples_once() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            if std::env::var_os("ITEST_NO_BUILD").is_some() {
+                return;
+            }
+            let Some(cargo) = std::env::var_os("CARGO") else {
+                return;
+            };
+            let dir = profile_dir();
+            let (Some(profile), Some(target_dir)) = (dir.file_name(), dir.parent()) else {
+                return;
+            };
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args([
+                "build",
+                "--quiet",
+                "-p",
+                "examples",
+                "--bins",
+                "--target-dir",
+            ])
+            .arg(target_dir);
+            match profile.to_str() {
+                Some("debug") => {}
+                Some("release") => {
+                    cmd.arg("--release");
+                }
+                Some(other) => {
+                    cmd.args(["--profile", other]);
+                }
+                None => return,
+            }
+            crate::reaper::ensure();
+            let since = std::time::Instant::now();
+            let child = cmd
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn cargo build -p examples");
+            let pid = child.id() as i32;
+            drop(child);
+            let gone = crate::reaper::wait_gone(pid, since, std::time::Duration::from_secs(1800));
+            assert!(
+                matches!(gone, Some(crate::reaper::Gone::Reaped(e)) if e.success()),
+                "`cargo build -p examples --bins` failed: {gone:?}"
+            );
+        });
+    }
+}
+
+/// The `hello` example (env `HELLO_BIN` overrides).
+pub fn hello_bin() -> PathBuf {
+    bins::locate("hello", "HELLO_BIN")
+}
+
+/// The `plain-listenfd` example (env `PLAIN_LISTENFD_BIN` overrides).
+pub fn plain_listenfd_bin() -> PathBuf {
+    bins::locate("plain-listenfd", "PLAIN_LISTENFD_BIN")
+}
+
+/// A free TCP port on 127.0.0.1 (bind :0, read the port, close). Racy by nature; prefer
+/// letting the server bind port 0 and reading the port from its startup line.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Serialize heavy tests (the machines have 2 cores). Poisoning is ignored.
+pub fn heavy_lock() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An integer from the environment, or `default`.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Create `/tmp/itest-<pid>-<n>-<tag>`.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("itest-{}-{n}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Atomically replace `dst` with `contents`, mode 0755 (write a sibling file, then rename
+/// over `dst`, as a deploy would; a running executable at `dst` is not disturbed).
+pub fn replace_file(dst: &Path, contents: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dst.with_extension("itest-new");
+    std::fs::write(&tmp, contents).expect("write replacement");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, dst).expect("rename replacement into place");
+}
+
+/// Atomically replace `dst` with a copy of `src` (mode 0755).
+pub fn replace_with_copy(dst: &Path, src: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = dst.with_extension("itest-new");
+    std::fs::copy(src, &tmp).expect("copy replacement");
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::rename(&tmp, dst).expect("rename replacement into place");
+}
+
+/// Send `sig` to `pid`. Returns false if the process does not exist.
+pub fn signal(pid: i32, sig: nix::sys::signal::Signal) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).is_ok()
+}
+
+/// Median and 90th percentile of `v` (sorted copy); `None` if empty.
+pub fn median_p90(v: &[f64]) -> Option<(f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let idx = |q: f64| ((s.len() as f64 - 1.0) * q).round() as usize;
+    Some((s[idx(0.5)], s[idx(0.9)]))
+}
+
+/// Sleep helper in milliseconds.
+pub fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms))
+}
