@@ -172,7 +172,7 @@ mod unix {
                 addrs
                     .into_iter()
                     .map(|addr| {
-                        let (fd, _) = take_or(name, ListenAddr::Tcp(addr), || {
+                        let fd = take_or(name, ListenAddr::Tcp(addr), || {
                             fresh_tcp(addr, binding.backlog)
                         })?;
                         Ok(Listener::Tcp(TcpListener::from(fd)))
@@ -180,7 +180,7 @@ mod unix {
                     .collect()
             }
             Target::Unix(path) => {
-                let (fd, _) = take_or(name, ListenAddr::Unix(path.clone()), || {
+                let fd = take_or(name, ListenAddr::Unix(path.clone()), || {
                     fresh_unix(&path, binding.backlog)
                 })?;
                 Ok(vec![Listener::Unix(UnixListener::from(fd))])
@@ -189,12 +189,12 @@ mod unix {
     }
 
     /// Takes the inherited socket for `wanted`, else binds one with `fresh`; registers a
-    /// duplicate either way. Returns the descriptor for actix and whether it was inherited.
+    /// duplicate either way. Returns the descriptor for actix.
     fn take_or(
         name: Option<&str>,
         wanted: ListenAddr,
         fresh: impl FnOnce() -> io::Result<Socket>,
-    ) -> io::Result<(OwnedFd, bool)> {
+    ) -> io::Result<OwnedFd> {
         let (fd, addr, reg_name, inherited) = match inherit::take(&Wanted {
             name,
             addr: &wanted,
@@ -222,7 +222,7 @@ mod unix {
                 .unwrap_or_default()
         );
         registry::register(reg_name, addr, inherited, dup);
-        Ok((fd, inherited))
+        Ok(fd)
     }
 
     fn local_addr(socket: &Socket) -> Option<ListenAddr> {

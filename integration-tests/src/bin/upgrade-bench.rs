@@ -33,6 +33,8 @@ struct Args {
     per_request: usize,
     workers: usize,
     modes: String,
+    lame_ducks: Vec<u64>,
+    pause_ms: u64,
     hello: PathBuf,
     verbose: bool,
 }
@@ -40,7 +42,7 @@ struct Args {
 fn usage() -> ! {
     eprintln!(
         "usage: upgrade-bench [--upgrades N (10)] [--seconds S per mode (20)] [--keepalive K (32)] \
-         [--per-request M (4)] [--workers W (2)] [--modes ABC] [--hello PATH] [--verbose]"
+         [--per-request M (4)] [--workers W (2)] [--modes ABC] [--lame-ducks MS,MS,... (extra A runs with these lame-duck periods)] [--pause-ms MS (pause between a client's requests, 0)] [--hello PATH] [--verbose]"
     );
     std::process::exit(2)
 }
@@ -53,6 +55,8 @@ fn parse_args() -> Args {
         per_request: 4,
         workers: 2,
         modes: "ABC".into(),
+        lame_ducks: Vec::new(),
+        pause_ms: 0,
         hello: PathBuf::new(),
         verbose: false,
     };
@@ -66,6 +70,13 @@ fn parse_args() -> Args {
             "--per-request" => a.per_request = v().parse().unwrap_or_else(|_| usage()),
             "--workers" => a.workers = v().parse().unwrap_or_else(|_| usage()),
             "--modes" => a.modes = v().to_ascii_uppercase(),
+            "--pause-ms" => a.pause_ms = v().parse().unwrap_or_else(|_| usage()),
+            "--lame-ducks" => {
+                a.lame_ducks = v()
+                    .split(',')
+                    .map(|ms| ms.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
             "--hello" => a.hello = PathBuf::from(v()),
             "--verbose" | "-v" => a.verbose = true,
             _ => usage(),
@@ -79,6 +90,7 @@ fn parse_args() -> Args {
         || a.seconds <= 0.0
         || a.seconds > 3600.0
         || a.keepalive + a.per_request > 512
+        || a.pause_ms > 10_000
     {
         eprintln!("bounds: upgrades <= 1000, 0 < seconds <= 3600, keepalive + per-request <= 512");
         usage();
@@ -88,7 +100,7 @@ fn parse_args() -> Args {
 
 #[derive(Default)]
 struct ModeResult {
-    name: &'static str,
+    name: String,
     upgrades: usize,
     upgrade_errors: Vec<String>,
     report: LoadReport,
@@ -133,6 +145,13 @@ fn main() {
         print_result_detail(&r, args.verbose);
         results.push(r);
     }
+    for ms in &args.lame_ducks {
+        let name = format!("A lame duck {ms} ms");
+        let ms = ms.to_string();
+        let r = run_graceful(&args, &name, &["--lame-duck-ms", ms.as_str()]);
+        print_result_detail(&r, args.verbose);
+        results.push(r);
+    }
     print_table(&results);
 }
 
@@ -141,6 +160,7 @@ fn load_config(args: &Args, target: Target) -> LoadConfig {
         keepalive_clients: args.keepalive,
         per_request_loops: args.per_request,
         max_duration: Duration::from_secs_f64(args.seconds + 60.0),
+        pause: Duration::from_millis(args.pause_ms),
         ..LoadConfig::heavy(target)
     }
 }
@@ -149,7 +169,7 @@ fn schedule(args: &Args, i: usize) -> Duration {
     Duration::from_secs_f64(args.seconds * (i as f64 + 1.0) / (args.upgrades as f64 + 1.0))
 }
 
-fn run_graceful(args: &Args, name: &'static str, extra: &[&str]) -> ModeResult {
+fn run_graceful(args: &Args, name: &str, extra: &[&str]) -> ModeResult {
     let workers = args.workers.to_string();
     let mut hargs = vec!["--listen", "127.0.0.1:0", "--workers", workers.as_str()];
     hargs.extend_from_slice(extra);
@@ -157,7 +177,7 @@ fn run_graceful(args: &Args, name: &'static str, extra: &[&str]) -> ModeResult {
     let load = Load::start(load_config(args, h.target.clone()).pids_into(h.family.pid_set()));
     let t0 = Instant::now();
     let mut res = ModeResult {
-        name,
+        name: name.to_owned(),
         ..Default::default()
     };
     let opts = UpgradeOpts {
@@ -220,7 +240,7 @@ fn run_naive(args: &Args) -> ModeResult {
     let load = Load::start(load_config(args, target.clone()));
     let t0 = Instant::now();
     let mut res = ModeResult {
-        name: "C naive restart",
+        name: "C naive restart".to_owned(),
         ..Default::default()
     };
     let mut signalled = Vec::new();
@@ -309,7 +329,7 @@ fn print_result_detail(r: &ModeResult, verbose: bool) {
 fn print_table(rs: &[ModeResult]) {
     println!();
     println!(
-        "{:<18} {:>4} {:>10} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>16} {:>18} {:>9}",
+        "{:<22} {:>4} {:>10} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>16} {:>18} {:>9}",
         "mode",
         "upg",
         "requests",
@@ -328,7 +348,7 @@ fn print_table(rs: &[ModeResult]) {
     for r in rs {
         let c = |k| r.report.count(k);
         println!(
-            "{:<18} {:>4} {:>10} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>16} {:>18} {:>7.1}MB",
+            "{:<22} {:>4} {:>10} {:>7} {:>8} {:>6} {:>6} {:>7} {:>6} {:>6} {:>6} {:>16} {:>18} {:>7.1}MB",
             r.name,
             r.upgrades,
             r.report.total,
