@@ -117,7 +117,9 @@ impl Graceful {
         self
     }
 
-    /// The signal that starts an upgrade (default `SIGUSR2`), e.g. `libc::SIGHUP`.
+    /// The signal that starts an upgrade (default `SIGUSR2`), e.g. `libc::SIGHUP`. It is held
+    /// (blocked on this thread) from this call until [`run`](Self::run) handles it, so configure
+    /// it early in `main`. SIGUSR2 then keeps its ordinary meaning (by default: terminate).
     ///
     /// # Panics
     /// When `signal` is not a catchable signal, or one with another meaning to the server
@@ -127,6 +129,7 @@ impl Graceful {
             signals::is_valid_upgrade_signal(signal),
             "signal {signal} cannot be the upgrade signal"
         );
+        signals::hold(signal);
         self.upgrade_signal = signal;
         self
     }

@@ -1,6 +1,8 @@
-//! Signal ownership: the upgrade signal is held (blocked) from the crate's first use until the
-//! server's handler exists, in this process and, across `exec`, in its successor, so an early
-//! SIGUSR2 is acted on later instead of killing the process (its default action).
+//! Signal ownership: the upgrade signal is held (blocked) until the server's handler exists,
+//! so an early one is acted on later instead of killing the process (the default action of
+//! SIGUSR2 and SIGHUP). SIGUSR2 is held from the crate's first use, another upgrade signal from
+//! the moment it is configured, and in a successor from its very first instruction (it starts
+//! with the signal blocked across `exec`).
 
 use std::{
     io,
@@ -82,7 +84,8 @@ pub(crate) struct Signals {
 
 impl Signals {
     /// Installs the handlers, then unblocks the upgrade signal (and SIGUSR2, held since start-up)
-    /// on this thread, so one that arrived while held is delivered now.
+    /// on this thread, so one that arrived while held is delivered now. When the upgrade signal
+    /// is another one, SIGUSR2 gets its ordinary meaning back (by default: terminate).
     ///
     /// # Errors
     /// Installing a handler failed (no signal driver in the runtime).

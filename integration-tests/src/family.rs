@@ -85,7 +85,12 @@ impl ServerFamily {
             cmd.env("RUST_LOG", "info");
         }
         let prog = cmd.get_program().to_owned();
-        if prog.to_string_lossy().contains('/') && !std::path::Path::new(&prog).exists() {
+        // A relative program with a slash is resolved in the child's directory, after chdir.
+        let resolved = match cmd.get_current_dir() {
+            Some(dir) => dir.join(&prog),
+            None => std::path::PathBuf::from(&prog),
+        };
+        if prog.to_string_lossy().contains('/') && !resolved.exists() {
             // Never let std's spawn hit an exec failure: it would waitpid() the child itself
             // and race with our reaper.
             return Err(std::io::Error::new(

@@ -182,10 +182,21 @@ pub fn upgrade(
     old: i32,
     opts: &UpgradeOpts,
 ) -> Result<Upgrade, String> {
+    upgrade_with_signal(family, target, old, Signal::SIGUSR2, opts)
+}
+
+/// [`upgrade`] triggered by `sig` instead of SIGUSR2 (for `--upgrade-signal`).
+pub fn upgrade_with_signal(
+    family: &ServerFamily,
+    target: &Target,
+    old: i32,
+    sig: Signal,
+    opts: &UpgradeOpts,
+) -> Result<Upgrade, String> {
     let mark = family.stderr.len();
     let t0 = Instant::now();
-    if !crate::signal(old, Signal::SIGUSR2) {
-        return Err(format!("SIGUSR2 to {old}: no such process"));
+    if !crate::signal(old, sig) {
+        return Err(format!("{sig} to {old}: no such process"));
     }
     let (_, spawned) = family
         .stderr

@@ -298,11 +298,20 @@ impl Client {
 
     /// `GET path`. On any failure the connection is dropped (the next request reconnects).
     pub fn get(&mut self, path: &str) -> Result<Response, Failure> {
+        self.request("GET", path)
+    }
+
+    /// `POST path` with an empty body (`Content-Length: 0`); otherwise as [`Client::get`].
+    pub fn post(&mut self, path: &str) -> Result<Response, Failure> {
+        self.request("POST", path)
+    }
+
+    fn request(&mut self, method: &str, path: &str) -> Result<Response, Failure> {
         let reused = self.conn.is_some();
         if !reused {
             self.connect()?;
         }
-        let res = self.exchange(path, reused);
+        let res = self.exchange(method, path, reused);
         match &res {
             Ok(r) if r.close || !self.keep_alive => self.close(),
             Ok(_) => self.requests_on_conn += 1,
@@ -311,10 +320,15 @@ impl Client {
         res
     }
 
-    fn exchange(&mut self, path: &str, reused: bool) -> Result<Response, Failure> {
+    fn exchange(&mut self, method: &str, path: &str, reused: bool) -> Result<Response, Failure> {
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: itest\r\n{}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: itest\r\n{}{}\r\n",
             self.host,
+            if method == "GET" {
+                ""
+            } else {
+                "Content-Length: 0\r\n"
+            },
             if self.keep_alive {
                 ""
             } else {
@@ -470,6 +484,14 @@ pub fn get_once(target: &Target, path: &str, timeout: Duration) -> Result<Respon
         .keep_alive(false)
         .timeout(timeout)
         .get(path)
+}
+
+/// One `POST` (empty body) on a fresh connection.
+pub fn post_once(target: &Target, path: &str, timeout: Duration) -> Result<Response, Failure> {
+    Client::new(target.clone())
+        .keep_alive(false)
+        .timeout(timeout)
+        .post(path)
 }
 
 /// Poll `path` on fresh connections (every 5 ms, each with a 2 s timeout) until a 200 reply's

@@ -674,3 +674,65 @@ fn pid_file_follows_the_serving_process() {
     assert_eq!(wait_for(u.new), Some(u.new), "pid file after the upgrade");
     println!("pid file: {} then {}", h.pid(), u.new);
 }
+
+// (10) ----------------------------------------------------------------------------------
+
+/// Ten failed upgrades in a row (the new binary exits 1, is missing, or is not executable)
+/// leave the old process exactly as it was: same fd count, no child, no zombie, serving.
+#[test]
+fn failed_upgrades_leak_no_fd_and_leave_no_child() {
+    let _g = heavy_lock();
+    let (_dir, exe) = private_copy("failleak");
+    let h = start(&exe, &["--upgrade-timeout-ms", "3000"]);
+    let pid = h.pid();
+    assert_still_serving(&h, pid, "before");
+    let before = stable_fd_count(pid);
+    let before_targets = procfs::fd_targets(pid);
+    let t0 = Instant::now();
+    for i in 0..10 {
+        let what = match i % 3 {
+            0 => {
+                replace_file(&exe, b"#!/bin/sh\nexit 1\n");
+                "exit 1"
+            }
+            1 => {
+                let _ = std::fs::remove_file(&exe);
+                "missing"
+            }
+            _ => {
+                replace_file(&exe, b"#!/bin/sh\nexit 0\n");
+                std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o644)).unwrap();
+                "not executable"
+            }
+        };
+        let (line, child, secs) = failed_upgrade(&h, pid, Duration::from_secs(10));
+        println!("failed upgrade {i} ({what}) after {secs:.3}s: {line}");
+        assert_reaped_by_server(pid, child, what);
+        let children = procfs::children_of(pid);
+        assert!(
+            children.is_empty(),
+            "failed upgrade {i} ({what}): {pid} still has children {children:?}"
+        );
+        assert_still_serving(&h, pid, what);
+    }
+    let after = stable_fd_count(pid);
+    println!(
+        "10 failed upgrades in {:.1}s; fds of {pid}: {before} before, {after} after",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        after,
+        before,
+        "fds leaked by failed upgrades\nbefore: {before_targets:?}\nafter:  {:?}",
+        procfs::fd_targets(pid)
+    );
+    assert_eq!(h.family.live_pids(), vec![pid]);
+    assert_no_zombies(&h);
+
+    // Still upgradable.
+    replace_with_copy(&exe, &hello_bin());
+    let u = upgrade(&h.family, &h.target, pid, &UpgradeOpts::default())
+        .unwrap_or_else(|e| panic!("upgrade after the failures: {e}"));
+    assert!(exited_cleanly(&u), "old ended with {:?}", u.old_exit);
+    assert_eq!(h.family.live_pids(), vec![u.new]);
+}
