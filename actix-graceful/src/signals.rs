@@ -31,13 +31,15 @@ pub(crate) enum Event {
 /// later), once. The server's [`Signals::install`] unblocks it.
 pub(crate) fn hold_early() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        if let Err(err) =
-            pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set_of(DEFAULT_UPGRADE)), None)
-        {
-            log::warn!("cannot block SIGUSR2 until the server runs: {err}");
-        }
-    });
+    ONCE.call_once(|| hold(DEFAULT_UPGRADE));
+}
+
+/// Blocks `signal` on the calling thread (and the threads it starts later) until
+/// [`Signals::install`] handles it.
+pub(crate) fn hold(signal: i32) {
+    if let Err(err) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set_of(signal)), None) {
+        log::warn!("cannot hold signal {signal} until the server runs: {err}");
+    }
 }
 
 /// The signal mask a successor starts with: the upgrade signal blocked, nothing else. Built
@@ -85,6 +87,7 @@ pub(crate) struct Signals {
 impl Signals {
     /// Installs the handlers, then unblocks the upgrade signal (and SIGUSR2, held since start-up)
     /// on this thread, so one that arrived while held is delivered now. When the upgrade signal
+    /// is another one, SIGUSR2 gets its ordinary meaning back (by default: terminate). When the upgrade signal
     /// is another one, SIGUSR2 gets its ordinary meaning back (by default: terminate).
     ///
     /// # Errors
