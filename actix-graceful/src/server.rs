@@ -427,9 +427,6 @@ impl Controller {
         let reply = match result {
             Ok(pid) => {
                 log::info!("upgrade: successor pid={pid} ready after {ms:.1} ms; draining");
-                sd_notify(&format!(
-                    "MAINPID={pid}\nREADY=1\nSTATUS=handed over to pid {pid}"
-                ));
                 if self.terminating {
                     // SIGTERM arrived mid-upgrade: the service is meant to stop, successor too.
                     log::info!("upgrade: stopping successor pid={pid} as SIGTERM asked");
@@ -438,6 +435,9 @@ impl Controller {
                         nix::sys::signal::Signal::SIGTERM,
                     );
                 } else {
+                    sd_notify(&format!(
+                        "MAINPID={pid}\nREADY=1\nSTATUS=handed over to pid {pid}"
+                    ));
                     self.drain();
                 }
                 Ok(pid as u32)
