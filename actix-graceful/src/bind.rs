@@ -145,7 +145,10 @@ mod unix {
     use std::{
         io,
         net::{SocketAddr, TcpListener},
-        os::{fd::OwnedFd, unix::net::UnixListener},
+        os::{
+            fd::{AsRawFd as _, OwnedFd},
+            unix::net::UnixListener,
+        },
         path::Path,
     };
 
@@ -160,69 +163,100 @@ mod unix {
 
     pub(super) fn bind(binding: Binding) -> io::Result<Vec<Listener>> {
         let name = binding.name.as_deref();
-        match binding.target {
-            Target::Tcp(addrs) => {
-                let addrs = addrs?;
-                if addrs.is_empty() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "the address resolved to nothing",
-                    ));
-                }
-                addrs
-                    .into_iter()
-                    .map(|addr| {
-                        let fd = take_or(name, ListenAddr::Tcp(addr), || {
-                            fresh_tcp(addr, binding.backlog)
-                        })?;
-                        Ok(Listener::Tcp(TcpListener::from(fd)))
-                    })
-                    .collect()
+        if let Some(bad) = name.filter(|n| !inherit::name_is_valid(n)) {
+            return Err(Error::InvalidFdName {
+                name: bad.to_owned(),
             }
-            Target::Unix(path) => {
-                let fd = take_or(name, ListenAddr::Unix(path.clone()), || {
-                    fresh_unix(&path, binding.backlog)
-                })?;
-                Ok(vec![Listener::Unix(UnixListener::from(fd))])
-            }
+            .into());
         }
+        let bound = match &binding.target {
+            Target::Tcp(Err(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
+            Target::Tcp(Ok(addrs)) if addrs.is_empty() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the address resolved to nothing",
+                ))
+            }
+            Target::Tcp(Ok(addrs)) => addrs
+                .iter()
+                .map(|&addr| {
+                    take_or(name, ListenAddr::Tcp(addr), || {
+                        fresh_tcp(addr, binding.backlog)
+                    })
+                })
+                .collect::<io::Result<Vec<_>>>()?,
+            Target::Unix(path) => vec![take_or(name, ListenAddr::Unix(path.clone()), || {
+                fresh_unix(path, binding.backlog)
+            })?],
+        };
+        // Register only once every address is bound, so a failed call leaves no listener
+        // behind that actix never serves but a successor would inherit.
+        let dups = bound
+            .iter()
+            .map(|b| b.fd.try_clone())
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok(bound
+            .into_iter()
+            .zip(dups)
+            .map(|(b, dup)| {
+                log::info!(
+                    "listening on {} ({}, fd {}{})",
+                    b.addr,
+                    if b.inherited { "inherited" } else { "bound" },
+                    b.fd.as_raw_fd(),
+                    b.name
+                        .as_deref()
+                        .map(|n| format!(", name {n:?}"))
+                        .unwrap_or_default()
+                );
+                let tcp = matches!(b.addr, ListenAddr::Tcp(_));
+                registry::register(b.name, b.addr, b.inherited, dup);
+                if tcp {
+                    Listener::Tcp(TcpListener::from(b.fd))
+                } else {
+                    Listener::Unix(UnixListener::from(b.fd))
+                }
+            })
+            .collect())
     }
 
-    /// Takes the inherited socket for `wanted`, else binds one with `fresh`; registers a
-    /// duplicate either way. Returns the descriptor for actix.
+    /// A listener taken over or freshly bound, not yet registered.
+    struct Bound {
+        fd: OwnedFd,
+        addr: ListenAddr,
+        name: Option<String>,
+        inherited: bool,
+    }
+
+    /// Takes the inherited socket for `wanted`, else binds one with `fresh`.
     fn take_or(
         name: Option<&str>,
         wanted: ListenAddr,
         fresh: impl FnOnce() -> io::Result<Socket>,
-    ) -> io::Result<OwnedFd> {
-        let (fd, addr, reg_name, inherited) = match inherit::take(&Wanted {
+    ) -> io::Result<Bound> {
+        let taken = inherit::take(&Wanted {
             name,
             addr: &wanted,
-        })? {
-            Some(taken) => {
-                let reg_name = name
+        })?;
+        Ok(match taken {
+            Some(taken) => Bound {
+                name: name
                     .map(str::to_owned)
-                    .or((taken.name != UNKNOWN_NAME).then_some(taken.name));
-                (taken.fd, taken.addr, reg_name, true)
-            }
+                    .or((taken.name != UNKNOWN_NAME).then_some(taken.name)),
+                fd: taken.fd,
+                addr: taken.addr,
+                inherited: true,
+            },
             None => {
                 let socket = fresh().map_err(|e| Error::bind(&wanted, &e))?;
-                let addr = local_addr(&socket).unwrap_or(wanted);
-                (OwnedFd::from(socket), addr, name.map(str::to_owned), false)
+                Bound {
+                    addr: local_addr(&socket).unwrap_or(wanted),
+                    fd: OwnedFd::from(socket),
+                    name: name.map(str::to_owned),
+                    inherited: false,
+                }
             }
-        };
-        let dup = fd.try_clone()?;
-        log::info!(
-            "listening on {addr} ({}, fd {}{})",
-            if inherited { "inherited" } else { "bound" },
-            std::os::fd::AsRawFd::as_raw_fd(&fd),
-            reg_name
-                .as_deref()
-                .map(|n| format!(", name {n:?}"))
-                .unwrap_or_default()
-        );
-        registry::register(reg_name, addr, inherited, dup);
-        Ok(fd)
+        })
     }
 
     fn local_addr(socket: &Socket) -> Option<ListenAddr> {
@@ -248,19 +282,28 @@ mod unix {
     fn fresh_unix(path: &Path, backlog: u32) -> io::Result<Socket> {
         use std::os::unix::fs::FileTypeExt as _;
         if let Ok(meta) = std::fs::symlink_metadata(path) {
-            let live = std::os::unix::net::UnixStream::connect(path).is_ok();
-            if !meta.file_type().is_socket() || live {
+            if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
-                    if live {
-                        "a process is listening on this socket already"
-                    } else {
-                        "the path exists and is not a socket"
-                    },
+                    "the path exists and is not a socket",
                 ));
             }
-            log::info!("removing stale socket file {}", path.display());
-            std::fs::remove_file(path)?;
+            // Only a refused connection proves the socket stale; anything else (accepted,
+            // backlog full, permission denied) may be a live server: never steal its path.
+            let probe = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+            probe.set_nonblocking(true)?;
+            match probe.connect(&SockAddr::unix(path)?) {
+                Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) => {
+                    log::info!("removing stale socket file {}", path.display());
+                    std::fs::remove_file(path)?;
+                }
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        "the socket may be in use by another process (connect was not refused)",
+                    ))
+                }
+            }
         }
         let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
         socket.bind(&SockAddr::unix(path)?)?;
@@ -280,7 +323,12 @@ mod unix {
 ///
 /// Matching: a named call takes the inherited socket of that name; otherwise the requested
 /// address is compared with the inherited sockets' local addresses (`0.0.0.0` and `[::]` count
-/// as the same wildcard, and port 0 matches any port of that IP).
+/// as the same wildcard; an exact address wins, and port 0 matches any port of that IP, so
+/// bind explicit ports before port-0 ones, or name the sockets).
+///
+/// The first call also holds SIGUSR2 (blocks it) until [`run`](crate::run) handles it, so an
+/// early upgrade signal cannot kill the process. An app that binds this way but runs the server
+/// itself keeps SIGUSR2 blocked.
 ///
 /// # Examples
 ///
@@ -340,5 +388,49 @@ impl<T: HttpServerExt> GracefulBind for T {
             };
         }
         Ok(self)
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::ListenAddr;
+
+    #[test]
+    fn a_name_systemd_would_reject_is_refused_before_binding() {
+        for bad in ["api:v2", "tab\there", &"x".repeat(256)] {
+            let err = Binding::tcp("127.0.0.1:0").name(bad).bind().unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains("LISTEN_FDNAMES"), "{err}");
+        }
+    }
+
+    #[test]
+    fn fresh_tcp_reports_the_real_port_and_registers_it() {
+        let listeners = Binding::tcp("127.0.0.1:0").name("itest").bind().unwrap();
+        let Listener::Tcp(l) = &listeners[0] else {
+            panic!("not TCP")
+        };
+        let addr = l.local_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        let info = crate::listeners()
+            .into_iter()
+            .find(|i| i.addr() == &ListenAddr::Tcp(addr))
+            .expect("registered");
+        assert_eq!(info.name(), Some("itest"));
+        assert!(!info.is_inherited());
+    }
+
+    #[test]
+    fn a_live_unix_socket_is_never_replaced_but_a_stale_one_is() {
+        let dir = std::env::temp_dir().join(format!("ag-bind-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("live.sock");
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let err = Binding::uds(&path).bind().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        drop(live); // the file stays, nothing listens: stale
+        assert_eq!(Binding::uds(&path).bind().unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -189,7 +189,7 @@ impl From<Error> for io::Error {
 pub enum UpgradeError {
     /// Another upgrade is under way; one runs at a time.
     InProgress,
-    /// This process has handed over already and is draining.
+    /// This process is stopping: it handed over to a successor, or was told to stop.
     Draining,
     /// Nothing to hand over: no listener was bound with `graceful_bind*`.
     NoListeners,
@@ -227,7 +227,7 @@ impl fmt::Display for UpgradeError {
         match self {
             UpgradeError::InProgress => f.write_str("an upgrade is already in progress"),
             UpgradeError::Draining => {
-                f.write_str("this process has handed over to a successor and is draining")
+                f.write_str("this process is draining (handed over, or stopping)")
             }
             UpgradeError::NoListeners => {
                 f.write_str("no listener was bound with graceful_bind, nothing to hand over")

@@ -107,7 +107,7 @@ fn parse_count(value: &OsStr) -> Result<usize, Error> {
 }
 
 /// systemd's `fdname_is_valid`: ASCII without control characters (nor `:`), at most 255 bytes.
-fn name_is_valid(name: &str) -> bool {
+pub(crate) fn name_is_valid(name: &str) -> bool {
     name.len() <= 255
         && name
             .bytes()
@@ -228,9 +228,19 @@ pub(crate) fn take(wanted: &Wanted<'_>) -> Result<Option<Taken>, Error> {
             }
             Some(slot)
         }
-        None => slots
-            .iter_mut()
-            .find(|s| !s.claimed && s.addr.serves(wanted.addr)),
+        // An exact address first: a port-0 request must not take the socket that a later,
+        // explicit request for that port is waiting for.
+        None => {
+            let exact = slots
+                .iter()
+                .position(|s| !s.claimed && s.addr == *wanted.addr);
+            match exact {
+                Some(i) => slots.get_mut(i),
+                None => slots
+                    .iter_mut()
+                    .find(|s| !s.claimed && s.addr.serves(wanted.addr)),
+            }
+        }
     };
     let Some(slot) = pick else {
         return Ok(None);

@@ -35,6 +35,10 @@ pub(crate) fn installed() -> bool {
 /// just as the old process closes its idle connection sees that connection reset (actix-web
 /// #929, #3169); [`run`](crate::run) warns at start-up when it is missing.
 ///
+/// Handler errors are responses by the time they reach it and get the header too; an `Err`
+/// returned by a middleware wrapped inside it is rendered later by actix without it, so call
+/// `.wrap(LameDuck)` after the app's other `.wrap`s (the last one is the outermost). This covers HTTP/1.x; HTTP/2
+/// connections get no GOAWAY from it (actix does not drain them).
 /// HTTP/1.1 has no server-initiated goodbye: a pooled connection that stays idle through the
 /// whole lame-duck period can still race the final close. Clients that retry idempotent
 /// requests on a reused connection (most do) never notice.

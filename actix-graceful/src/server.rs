@@ -15,10 +15,14 @@ use futures::{
     channel::{mpsc, oneshot},
     StreamExt as _,
 };
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
 
 use crate::{
     glue::{sealed::Token, HttpServerExt},
-    handoff::{self, Plan, Readiness},
+    handoff::{self, Cancel, Plan, Readiness},
     inherit, lame_duck,
     notify::{sd_notify, PidFile},
     process,
@@ -150,7 +154,8 @@ impl Graceful {
     }
 
     /// Writes this process's pid to `path` (atomically) once it serves; a successor rewrites
-    /// it when it takes over, and a process stopped by SIGTERM removes it if it is still its own.
+    /// it when it takes over (and this process again if the successor fails), and a process
+    /// that stops for good (SIGTERM, SIGINT, SIGQUIT) removes it if it is still its own.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(PidFile::new(path.into()));
         self
@@ -299,6 +304,7 @@ struct Controller {
 
 struct Upgrade {
     started: Instant,
+    cancel: Cancel,
     result: actix_rt::task::JoinHandle<Result<i32, UpgradeError>>,
     waiter: Option<Reply>,
 }
@@ -361,10 +367,10 @@ impl Controller {
 
             match step {
                 Step::Stopped(result) => {
-                    if self.terminating {
-                        if let Some(pid_file) = &self.config.pid_file {
-                            pid_file.remove_if_ours();
-                        }
+                    self.terminating = true;
+                    self.abandon_upgrade(Signal::SIGTERM).await;
+                    if let Some(pid_file) = &self.config.pid_file {
+                        pid_file.remove_if_ours();
                     }
                     log::info!("drained, exiting (pid={})", std::process::id());
                     return result;
@@ -376,6 +382,9 @@ impl Controller {
                 Step::Signal(Event::Terminate) => {
                     log::info!("SIGTERM: stopping with a graceful drain");
                     self.terminating = true;
+                    if let Some(upgrade) = &self.upgrading {
+                        upgrade.cancel.stop_successor(Signal::SIGTERM);
+                    }
                     if !self.draining {
                         sd_notify("STOPPING=1");
                         self.drain();
@@ -384,11 +393,33 @@ impl Controller {
                 Step::Signal(Event::Force(name)) => {
                     log::info!("{name}: stopping at once");
                     self.terminating = true;
+                    self.abandon_upgrade(Signal::SIGKILL).await;
+                    if self.draining {
+                        // actix is awaiting its graceful worker stop and reads no further
+                        // command: leave it behind, the process ends when `main` returns.
+                        log::info!(
+                            "{name} while draining: exiting now (pid={})",
+                            std::process::id()
+                        );
+                        return Ok(());
+                    }
                     let handle = self.handle.clone();
                     actix_rt::spawn(async move { handle.stop(false).await });
                 }
             }
         }
+    }
+
+    /// Stops a successor still being started (with `signal`) and waits until it is reaped.
+    async fn abandon_upgrade(&mut self, signal: Signal) {
+        let Some(upgrade) = &mut self.upgrading else {
+            return;
+        };
+        upgrade.cancel.stop_successor(signal);
+        let result = (&mut upgrade.result)
+            .await
+            .unwrap_or_else(|e| Err(UpgradeError::Spawn(io::Error::other(e))));
+        self.finish_upgrade(result);
     }
 
     fn start_upgrade(&mut self, reply: Option<Reply>) {
@@ -412,9 +443,12 @@ impl Controller {
             crate::notify::monotonic_usec()
         ));
         let plan = self.plan.clone();
+        let cancel = Cancel::default();
+        let waiting = cancel.clone();
         self.upgrading = Some(Upgrade {
             started: Instant::now(),
-            result: actix_rt::task::spawn_blocking(move || handoff::hand_over(&plan)),
+            cancel,
+            result: actix_rt::task::spawn_blocking(move || handoff::hand_over(&plan, &waiting)),
             waiter: reply,
         });
     }
@@ -430,10 +464,7 @@ impl Controller {
                 if self.terminating {
                     // SIGTERM arrived mid-upgrade: the service is meant to stop, successor too.
                     log::info!("upgrade: stopping successor pid={pid} as SIGTERM asked");
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                 } else {
                     sd_notify(&format!(
                         "MAINPID={pid}\nREADY=1\nSTATUS=handed over to pid {pid}"
@@ -444,6 +475,12 @@ impl Controller {
             }
             Err(err) => {
                 log::error!("upgrade failed after {ms:.1} ms: {err}; still serving");
+                if let Some(pid_file) = &self.config.pid_file {
+                    // The successor may have written its pid before it was killed.
+                    if let Err(e) = pid_file.write() {
+                        log::error!("cannot rewrite pid file {}: {e}", pid_file.path().display());
+                    }
+                }
                 sd_notify(&format!("READY=1\nSTATUS=upgrade failed: {err}"));
                 Err(err)
             }

@@ -87,7 +87,6 @@ pub(crate) struct Signals {
 impl Signals {
     /// Installs the handlers, then unblocks the upgrade signal (and SIGUSR2, held since start-up)
     /// on this thread, so one that arrived while held is delivered now. When the upgrade signal
-    /// is another one, SIGUSR2 gets its ordinary meaning back (by default: terminate). When the upgrade signal
     /// is another one, SIGUSR2 gets its ordinary meaning back (by default: terminate).
     ///
     /// # Errors

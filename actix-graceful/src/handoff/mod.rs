@@ -7,7 +7,7 @@ mod spawn;
 
 use std::{ffi::OsString, io, path::PathBuf, time::Duration};
 
-pub(crate) use ready::{has_predecessor, report_ready, take_report_fd, Readiness};
+pub(crate) use ready::{has_predecessor, report_ready, take_report_fd, Cancel, Readiness};
 
 use crate::{registry, signals, UpgradeError};
 
@@ -22,14 +22,15 @@ pub(crate) struct Plan {
     pub(crate) timeout: Duration,
 }
 
-/// Starts the successor with every registered listener and waits until it is ready.
+/// Starts the successor with every registered listener and waits until it is ready, or until
+/// `cancel` asks to stop it.
 ///
 /// Returns the successor's pid. On any failure the successor has been killed (if it ran) and
 /// reaped, and this process's listeners are untouched.
 ///
 /// # Errors
 /// See [`UpgradeError`].
-pub(crate) fn hand_over(plan: &Plan) -> Result<i32, UpgradeError> {
+pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeError> {
     let listeners = registry::handoff_set();
     if listeners.is_empty() {
         return Err(UpgradeError::NoListeners);
@@ -75,6 +76,12 @@ pub(crate) fn hand_over(plan: &Plan) -> Result<i32, UpgradeError> {
         path.display(),
         listeners.len()
     );
-    ready::wait_ready(child.pid, &child.ready, plan.readiness, plan.timeout)?;
+    ready::wait_ready(
+        child.pid,
+        &child.ready,
+        plan.readiness,
+        plan.timeout,
+        cancel,
+    )?;
     Ok(child.pid.as_raw())
 }

@@ -4,7 +4,10 @@
 
 use std::{
     os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicI32, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -21,6 +24,18 @@ use nix::{
 
 use super::spawn::READY_FD_VAR;
 use crate::{fd::set_cloexec, UpgradeError};
+
+/// Asks a running readiness wait to stop its successor with a signal (0: carry on).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Cancel(Arc<AtomicI32>);
+
+impl Cancel {
+    /// Sends `signal` to the successor being waited for, if any, and keeps waiting for it to
+    /// exit (bounded by the upgrade timeout).
+    pub(crate) fn stop_successor(&self, signal: Signal) {
+        self.0.store(signal as i32, Ordering::SeqCst);
+    }
+}
 
 /// The byte a ready successor writes.
 const READY: u8 = b'R';
@@ -109,11 +124,22 @@ pub(crate) fn wait_ready(
     pipe: &OwnedFd,
     readiness: Readiness,
     timeout: Duration,
+    cancel: &Cancel,
 ) -> Result<(), UpgradeError> {
     let start = Instant::now();
     let mut pipe_open = true;
     let mut closed_at: Option<Instant> = None;
+    let mut sent = 0;
     loop {
+        let asked = cancel.0.load(Ordering::SeqCst);
+        if asked != 0 && asked != sent {
+            // The server is stopping: pass the stop on; the loop below reaps the successor.
+            if let Ok(sig) = Signal::try_from(asked) {
+                log::info!("upgrade: cancelled, sending {sig} to successor pid={pid}");
+                let _ = kill(pid, sig);
+            }
+            sent = asked;
+        }
         let elapsed = start.elapsed();
         if let Readiness::After(after) = readiness {
             if elapsed >= after {
@@ -235,7 +261,14 @@ mod tests {
     fn exit_before_ready_is_reported_with_status() {
         let (pid, r, w) = spawn_sh("exit 3");
         drop(w);
-        let err = wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(5)).unwrap_err();
+        let err = wait_ready(
+            pid,
+            &r,
+            Readiness::Pipe,
+            Duration::from_secs(5),
+            &Cancel::default(),
+        )
+        .unwrap_err();
         assert!(
             matches!(&err, UpgradeError::Exited { status, .. } if status == "exit status 3"),
             "{err}"
@@ -246,17 +279,47 @@ mod tests {
     fn hang_is_killed_at_the_timeout() {
         let (pid, r, _w) = spawn_sh("sleep 30");
         let t = Instant::now();
-        let err = wait_ready(pid, &r, Readiness::Pipe, Duration::from_millis(300)).unwrap_err();
+        let err = wait_ready(
+            pid,
+            &r,
+            Readiness::Pipe,
+            Duration::from_millis(300),
+            &Cancel::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, UpgradeError::Timeout { .. }), "{err}");
         assert!(t.elapsed() < Duration::from_secs(5));
         assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
     }
 
     #[test]
+    fn cancel_stops_the_successor_and_reaps_it() {
+        let (pid, r, w) = spawn_sh("sleep 30");
+        drop(w);
+        let cancel = Cancel::default();
+        cancel.stop_successor(Signal::SIGTERM);
+        let t = Instant::now();
+        let err =
+            wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(10), &cancel).unwrap_err();
+        assert!(
+            matches!(&err, UpgradeError::Exited { status, .. } if status.contains("SIGTERM")),
+            "{err}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
     fn ready_byte_is_ready() {
         let (pid, r, w) = spawn_sh("sleep 1");
         nix::unistd::write(&w, &[READY]).unwrap();
-        wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(5)).unwrap();
+        wait_ready(
+            pid,
+            &r,
+            Readiness::Pipe,
+            Duration::from_secs(5),
+            &Cancel::default(),
+        )
+        .unwrap();
         let _ = kill_and_reap(pid, Duration::ZERO);
     }
 
@@ -268,6 +331,7 @@ mod tests {
             &r,
             Readiness::After(Duration::from_millis(100)),
             Duration::from_secs(5),
+            &Cancel::default(),
         )
         .unwrap();
         let _ = kill_and_reap(pid, Duration::ZERO);
@@ -277,6 +341,7 @@ mod tests {
             &r,
             Readiness::After(Duration::from_millis(300)),
             Duration::from_secs(5),
+            &Cancel::default(),
         );
         assert!(matches!(err, Err(UpgradeError::Exited { .. })));
     }

@@ -218,7 +218,7 @@ impl Spawn {
         let n = self.sources.len(); // listeners + the readiness pipe
         let base = LISTEN_FDS_START + n as RawFd;
         let fail = |step: ChildStep, err_w: RawFd| -> ! {
-            let errno = *libc::__errno_location();
+            let errno = nix::errno::Errno::last_raw();
             let mut report = [0u8; 8];
             report[..4].copy_from_slice(&(step as u32).to_ne_bytes());
             report[4..].copy_from_slice(&errno.to_ne_bytes());
@@ -227,13 +227,17 @@ impl Spawn {
         };
 
         libc::pthread_sigmask(libc::SIG_SETMASK, self.mask.as_ref(), std::ptr::null_mut());
+        // The Rust runtime ignores SIGPIPE; exec keeps an ignored signal ignored. Give the
+        // successor the default, as std::process::Command does.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
 
         // Step 1: move every source, and the error pipe, above the target range 3..3+n, so no
         // dup2 below overwrites a source it has not copied yet.
-        let err_w = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, base);
-        if err_w < 0 {
-            libc::_exit(127);
+        let high_err_w = libc::fcntl(err_w, libc::F_DUPFD_CLOEXEC, base);
+        if high_err_w < 0 {
+            fail(ChildStep::Dup, err_w);
         }
+        let err_w = high_err_w;
         for i in 0..n {
             let high = libc::fcntl(self.sources[i], libc::F_DUPFD_CLOEXEC, base);
             if high < 0 {
@@ -248,13 +252,7 @@ impl Spawn {
             }
         }
         // Step 3: nothing else crosses exec: every fd from `base` up becomes close-on-exec.
-        if libc::syscall(
-            libc::SYS_close_range,
-            base as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
-        ) != 0
-        {
+        if !cloexec_from(base) {
             for fd in base..self.fd_limit {
                 libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
             }
@@ -276,6 +274,26 @@ impl Spawn {
         );
         fail(ChildStep::Exec, err_w)
     }
+}
+
+/// Marks every fd from `first` up close-on-exec with one `close_range` call (Linux ≥ 5.11).
+/// Returns false where that is not available. Async-signal-safe.
+#[cfg(target_os = "linux")]
+fn cloexec_from(first: RawFd) -> bool {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on our own descriptors.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        ) == 0
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cloexec_from(_first: RawFd) -> bool {
+    false
 }
 
 /// Writes `value` in decimal followed by a NUL into `buf` (at least 11 bytes). No allocation.
