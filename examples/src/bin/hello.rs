@@ -197,7 +197,9 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let result = parse_args()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));

@@ -1,0 +1,136 @@
+//! Stopping while something else is under way: SIGTERM in the middle of an upgrade (the
+//! successor must not outlive the stop), and SIGINT during a graceful drain (it must end the
+//! process at once, as in actix, instead of waiting for the drain).
+
+use integration_tests::hello::Hello;
+use integration_tests::load::{join_slow, spawn_slow};
+use integration_tests::reaper::{Exit, Gone};
+use integration_tests::{heavy_lock, hello_bin, procfs, replace_file, signal, sleep_ms, TempDir};
+use nix::sys::signal::Signal;
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+fn pid_in(line: &str, key: &str) -> Option<i32> {
+    let rest = &line[line.find(key)? + key.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn sigterm_during_an_upgrade_stops_the_successor_too() {
+    let _g = heavy_lock();
+    let dir = TempDir::new("stop-mid-upgrade");
+    let exe = dir.join("hello");
+    let real = dir.join("hello.real");
+    std::fs::copy(hello_bin(), &real).expect("copy hello");
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::copy(hello_bin(), &exe).expect("copy hello");
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let h = Hello::start(
+        &exe,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--upgrade-timeout-ms",
+            "20000",
+        ],
+    );
+    let old = h.pid();
+    // The next binary takes 3 s to start: SIGTERM lands while the upgrade waits for it.
+    replace_file(
+        &exe,
+        format!("#!/bin/sh\nsleep 3\nexec {} \"$@\"\n", real.display()).as_bytes(),
+    );
+    let from = h.family.stderr.len();
+    assert!(signal(old, Signal::SIGUSR2));
+    let (_, line) = h
+        .family
+        .stderr
+        .wait_for_line(
+            from,
+            |l| l.contains("spawned successor pid="),
+            Duration::from_secs(10),
+        )
+        .expect("successor spawned");
+    let successor = pid_in(&line, "spawned successor pid=").expect("successor pid");
+    h.family.add_pid(successor);
+    let t = Instant::now();
+    assert!(signal(old, Signal::SIGTERM));
+
+    let gone = h.family.wait_gone(old, Duration::from_secs(15));
+    println!(
+        "old {old} gone after {:?}: {gone:?}; successor {successor}",
+        t.elapsed()
+    );
+    assert_eq!(gone, Some(Gone::Reaped(Exit::Code(0))), "old process {old}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "the stop waited for the whole upgrade timeout"
+    );
+    // The successor was the old process's child: stopped and reaped by it, never serving.
+    assert!(
+        !procfs::exists(successor) || procfs::is_zombie(successor),
+        "successor {successor} outlived the stop"
+    );
+    // Nothing of ours serves on (the wrapper's own `sleep` child may still be counting down).
+    sleep_ms(300);
+    let servers: Vec<i32> = h
+        .family
+        .live_pids()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() != "sleep")
+        })
+        .collect();
+    assert!(
+        servers.is_empty(),
+        "left alive: {servers:?}\n{}",
+        h.family.output_tail(30)
+    );
+    let log = h.family.stderr.lines().join("\n");
+    assert!(
+        log.contains("cancelled, sending SIGTERM"),
+        "no cancellation in the log:\n{}",
+        h.family.output_tail(30)
+    );
+    assert!(
+        log.contains("upgrade failed"),
+        "the abandoned upgrade is not reported"
+    );
+}
+
+#[test]
+fn sigint_during_a_drain_exits_at_once() {
+    let _g = heavy_lock();
+    let h = Hello::start(&hello_bin(), &["--listen", "127.0.0.1:0", "--workers", "2"]);
+    let pid = h.pid();
+    // An 8 s request keeps the graceful drain busy.
+    let slow = spawn_slow(&h.target, 8000, 1, None);
+    sleep_ms(300);
+    assert!(signal(pid, Signal::SIGTERM));
+    sleep_ms(1000);
+    assert!(
+        procfs::exists(pid) && !procfs::is_zombie(pid),
+        "the drain should still wait for the slow request"
+    );
+    let t = Instant::now();
+    assert!(signal(pid, Signal::SIGINT));
+    let gone = h.family.wait_gone(pid, Duration::from_secs(10));
+    let took = t.elapsed();
+    println!("gone {took:?} after SIGINT: {gone:?}");
+    assert!(
+        matches!(gone, Some(Gone::Reaped(_))),
+        "not gone after SIGINT: {gone:?}"
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "SIGINT during a drain took {took:?}"
+    );
+    // The slow request was cut by the forced stop: that is what SIGINT means.
+    let _ = join_slow(slow);
+}
