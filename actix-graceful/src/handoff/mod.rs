@@ -31,6 +31,7 @@ pub(crate) struct Plan {
 /// # Errors
 /// See [`UpgradeError`].
 pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeError> {
+    log::debug!("upgrade: preparing the successor's start");
     let listeners = registry::handoff_set();
     if listeners.is_empty() {
         return Err(UpgradeError::NoListeners);

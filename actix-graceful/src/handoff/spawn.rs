@@ -183,6 +183,7 @@ impl Spawn {
             unsafe { self.exec_child(err_w.as_raw_fd()) }
         }
         let pid = Pid::from_raw(pid);
+        log::debug!("forked successor pid={pid}");
         drop(ready_w);
         drop(err_w);
 
