@@ -223,3 +223,18 @@ pub fn median_p90(v: &[f64]) -> Option<(f64, f64)> {
 pub fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms))
 }
+
+/// Copy `hello` to `to`, executable (so a test can later replace the file at that path).
+pub fn copy_hello(to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(hello_bin(), to).expect("copy hello");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).expect("chmod hello");
+}
+
+/// A fresh temp dir holding a copy of `hello`; returns the dir (removed on drop) and the copy.
+pub fn private_copy(tag: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new(tag);
+    let exe = dir.join("hello");
+    copy_hello(&exe);
+    (dir, exe)
+}

@@ -9,10 +9,10 @@ use integration_tests::hello::{
 use integration_tests::http::{post_once, wait_for_pid};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    heavy_lock, hello_bin, replace_file, sleep_ms, Client, Load, LoadConfig, LoadReport, TempDir,
+    copy_hello, heavy_lock, hello_bin, replace_file, sleep_ms, Client, Load, LoadConfig,
+    LoadReport, TempDir,
 };
 use nix::sys::signal::Signal;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -31,8 +31,7 @@ impl Releases {
             let d = dir.join(&format!("releases/{n}"));
             std::fs::create_dir_all(&d).expect("mkdir release");
             let exe = d.join("hello");
-            std::fs::copy(hello_bin(), &exe).expect("copy hello");
-            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+            copy_hello(&exe);
         }
         std::os::unix::fs::symlink("releases/1", dir.join("current")).expect("symlink current");
         Releases { dir }
@@ -283,8 +282,7 @@ fn admin_endpoint_upgrades_and_refuses_concurrent_and_draining() {
     let exe = dir.join("hello");
     let real = dir.join("hello.real");
     for p in [&exe, &real] {
-        std::fs::copy(hello_bin(), p).expect("copy hello");
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy_hello(p);
     }
     let mut args = ARGS.to_vec();
     args.extend(["--admin", "--lame-duck-ms", "3000"]);

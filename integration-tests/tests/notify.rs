@@ -8,14 +8,14 @@
 
 use integration_tests::hello::{exited_cleanly, upgrade, Hello, UpgradeOpts};
 use integration_tests::reaper::{Exit, Gone};
-use integration_tests::{heavy_lock, hello_bin, replace_file, replace_with_copy, signal, TempDir};
+use integration_tests::{
+    heavy_lock, hello_bin, private_copy, replace_file, replace_with_copy, signal, TempDir,
+};
 use nix::sys::signal::Signal;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 use std::io::IoSliceMut;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -226,15 +226,6 @@ fn read_loop(sock: UnixDatagram, shared: Shared, stop: Arc<AtomicBool>) {
         lock.lock().unwrap_or_else(|e| e.into_inner()).push(d);
         cv.notify_all();
     }
-}
-
-/// Copy hello into a fresh temp dir (the test replaces the file at that path).
-fn private_copy(tag: &str) -> (TempDir, PathBuf) {
-    let dir = TempDir::new(tag);
-    let exe = dir.join("hello");
-    std::fs::copy(hello_bin(), &exe).expect("copy hello");
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, exe)
 }
 
 /// `RELOADING=1` from `sender` with a `MONOTONIC_USEC` taken between `before` (read just

@@ -5,9 +5,10 @@
 use integration_tests::hello::Hello;
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
-use integration_tests::{heavy_lock, hello_bin, procfs, replace_file, signal, sleep_ms, TempDir};
+use integration_tests::{
+    copy_hello, heavy_lock, hello_bin, procfs, replace_file, signal, sleep_ms, TempDir,
+};
 use nix::sys::signal::Signal;
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 fn pid_in(line: &str, key: &str) -> Option<i32> {
@@ -24,10 +25,8 @@ fn sigterm_during_an_upgrade_stops_the_successor_too() {
     let dir = TempDir::new("stop-mid-upgrade");
     let exe = dir.join("hello");
     let real = dir.join("hello.real");
-    std::fs::copy(hello_bin(), &real).expect("copy hello");
-    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::copy(hello_bin(), &exe).expect("copy hello");
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy_hello(&real);
+    copy_hello(&exe);
 
     let h = Hello::start(
         &exe,

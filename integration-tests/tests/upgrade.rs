@@ -9,13 +9,13 @@ use integration_tests::http::wait_for_pid;
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    env_usize, heavy_lock, hello_bin, plain_listenfd_bin, procfs, replace_file, replace_with_copy,
-    signal, sleep_ms, Load, LoadConfig, LoadReport, TempDir,
+    env_usize, heavy_lock, hello_bin, plain_listenfd_bin, private_copy, procfs, replace_file,
+    replace_with_copy, signal, sleep_ms, Load, LoadConfig, LoadReport, TempDir,
 };
 use nix::sys::signal::Signal;
 use std::collections::BTreeSet;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn start(exe: &Path, extra: &[&str]) -> Hello {
@@ -24,15 +24,6 @@ fn start(exe: &Path, extra: &[&str]) -> Hello {
     let h = Hello::start(exe, &args);
     println!("started: {}", h.startup.line);
     h
-}
-
-/// Copy hello into a fresh temp dir (so the test can replace the file at that path).
-fn private_copy(tag: &str) -> (TempDir, PathBuf) {
-    let dir = TempDir::new(tag);
-    let exe = dir.join("hello");
-    std::fs::copy(hello_bin(), &exe).expect("copy hello");
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, exe)
 }
 
 fn must(load: &Load, what: &str, r: Result<Upgrade, String>) -> Upgrade {
