@@ -45,6 +45,24 @@ enum Target {
 }
 
 /// A listener made by [`Binding::bind`]: inherited or freshly bound, ready for actix.
+///
+/// # Examples
+///
+/// ```no_run
+/// use actix_graceful::{Binding, Listener};
+/// use actix_web::{App, HttpServer};
+///
+/// # fn main() -> std::io::Result<()> {
+/// let mut server = HttpServer::new(App::new);
+/// for listener in Binding::uds("/run/app.sock").bind()? {
+///     server = match listener {
+///         Listener::Tcp(tcp) => server.listen(tcp)?,
+///         Listener::Unix(uds) => server.listen_uds(uds)?,
+///         _ => unreachable!("no other kind of listener on Unix"),
+///     };
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Listener {
