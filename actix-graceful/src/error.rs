@@ -99,6 +99,7 @@ pub enum Error {
 }
 
 impl Error {
+    #[cfg(unix)]
     pub(crate) fn os(op: &'static str, fd: i32, errno: nix::errno::Errno) -> Self {
         Error::Os {
             op,

@@ -276,6 +276,18 @@ pub fn exited_cleanly(u: &Upgrade) -> bool {
     matches!(u.old_exit, Some(Gone::Reaped(Exit::Code(0))))
 }
 
+/// Wait for a `spawned successor pid=` log line at stderr index >= `from`; registers the
+/// successor with the family (so it is killed and reaped whatever happens) and returns its pid.
+pub fn wait_spawned(family: &ServerFamily, from: usize, timeout: Duration) -> Option<i32> {
+    let (_, line) =
+        family
+            .stderr
+            .wait_for_line(from, |l| l.contains("spawned successor pid="), timeout)?;
+    let pid = number_after(&line, "spawned successor pid=")? as i32;
+    family.add_pid(pid);
+    Some(pid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

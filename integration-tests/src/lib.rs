@@ -238,3 +238,8 @@ pub fn private_copy(tag: &str) -> (TempDir, PathBuf) {
     copy_hello(&exe);
     (dir, exe)
 }
+
+/// `p` quoted for a `/bin/sh` script.
+pub fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}

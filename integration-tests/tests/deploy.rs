@@ -4,16 +4,16 @@
 //! heavy lock and runs a light load that must see no failed request.
 
 use integration_tests::hello::{
-    exited_cleanly, upgrade, upgrade_with_signal, Hello, Upgrade, UpgradeOpts,
+    exited_cleanly, upgrade, upgrade_with_signal, wait_spawned, Hello, Upgrade, UpgradeOpts,
 };
 use integration_tests::http::{post_once, wait_for_pid};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    copy_hello, heavy_lock, hello_bin, replace_file, sleep_ms, Client, Load, LoadConfig,
-    LoadReport, TempDir,
+    copy_hello, heavy_lock, hello_bin, replace_file, shell_quote, sleep_ms, Client, Load,
+    LoadConfig, LoadReport, TempDir,
 };
 use nix::sys::signal::Signal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -307,18 +307,8 @@ fn admin_endpoint_upgrades_and_refuses_concurrent_and_draining() {
     let target = h.target.clone();
     let first =
         std::thread::spawn(move || post_once(&target, "/admin/upgrade", Duration::from_secs(30)));
-    let (_, spawned) = h
-        .family
-        .stderr
-        .wait_for_line(
-            mark,
-            |l| l.contains("spawned successor pid="),
-            Duration::from_secs(15),
-        )
+    let spawned = wait_spawned(&h.family, mark, Duration::from_secs(15))
         .unwrap_or_else(|| panic!("no successor spawned\n{}", h.family.output_tail(20)));
-    let spawned = integration_tests::hello::number_after(&spawned, "spawned successor pid=")
-        .expect("pid in the spawned line") as i32;
-    h.family.add_pid(spawned);
 
     let second = post_once(&h.target, "/admin/upgrade", Duration::from_secs(10))
         .unwrap_or_else(|f| panic!("second POST failed: {f}"));
@@ -400,8 +390,4 @@ fn admin_endpoint_upgrades_and_refuses_concurrent_and_draining() {
     assert_eq!(count("spawned successor pid="), 1, "one upgrade only");
     assert_eq!(count("upgrade refused"), 2, "two refusals");
     finish(&h, load, spawned);
-}
-
-fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }

@@ -2,22 +2,14 @@
 //! successor must not outlive the stop), and SIGINT during a graceful drain (it must end the
 //! process at once, as in actix, instead of waiting for the drain).
 
-use integration_tests::hello::Hello;
+use integration_tests::hello::{wait_spawned, Hello};
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    copy_hello, heavy_lock, hello_bin, procfs, replace_file, signal, sleep_ms, TempDir,
+    copy_hello, heavy_lock, hello_bin, procfs, replace_file, shell_quote, signal, sleep_ms, TempDir,
 };
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
-
-fn pid_in(line: &str, key: &str) -> Option<i32> {
-    let rest = &line[line.find(key)? + key.len()..];
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
-}
 
 #[test]
 fn sigterm_during_an_upgrade_stops_the_successor_too() {
@@ -43,21 +35,12 @@ fn sigterm_during_an_upgrade_stops_the_successor_too() {
     // The next binary takes 3 s to start: SIGTERM lands while the upgrade waits for it.
     replace_file(
         &exe,
-        format!("#!/bin/sh\nsleep 3\nexec {} \"$@\"\n", real.display()).as_bytes(),
+        format!("#!/bin/sh\nsleep 3\nexec {} \"$@\"\n", shell_quote(&real)).as_bytes(),
     );
     let from = h.family.stderr.len();
     assert!(signal(old, Signal::SIGUSR2));
-    let (_, line) = h
-        .family
-        .stderr
-        .wait_for_line(
-            from,
-            |l| l.contains("spawned successor pid="),
-            Duration::from_secs(10),
-        )
-        .expect("successor spawned");
-    let successor = pid_in(&line, "spawned successor pid=").expect("successor pid");
-    h.family.add_pid(successor);
+    let successor =
+        wait_spawned(&h.family, from, Duration::from_secs(10)).expect("successor spawned");
     let t = Instant::now();
     assert!(signal(old, Signal::SIGTERM));
 
