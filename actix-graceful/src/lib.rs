@@ -55,6 +55,8 @@ mod glue;
 mod handoff;
 #[cfg(unix)]
 mod inherit;
+#[cfg(unix)]
+mod keeper;
 mod lame_duck;
 #[cfg(unix)]
 mod notify;

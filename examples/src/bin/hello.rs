@@ -11,7 +11,8 @@
 //! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
 //! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
-//! result). Logs with `RUST_LOG`.
+//! result), `--keeper` (keeper mode: this process stays, holds the sockets and runs the server
+//! as its child; for supervisors and containers that must see one pid). Logs with `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -29,6 +30,7 @@ struct Options {
     pid_file: Option<String>,
     upgrade_signal: Option<i32>,
     admin: bool,
+    keeper: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -42,6 +44,7 @@ fn parse_args() -> Result<Options, String> {
         pid_file: None,
         upgrade_signal: None,
         admin: false,
+        keeper: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -76,8 +79,9 @@ fn parse_args() -> Result<Options, String> {
                 })
             }
             "--admin" => opts.admin = true,
+            "--keeper" => opts.keeper = true,
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--keeper]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -156,6 +160,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     if let Some(signal) = opts.upgrade_signal {
         graceful = graceful.upgrade_signal(signal);
     }
+    graceful = graceful.keeper(opts.keeper);
     let upgrades = opts.admin.then(|| graceful.handle());
 
     let mut server = HttpServer::new(move || {
