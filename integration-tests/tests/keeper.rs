@@ -330,3 +330,103 @@ fn sigterm_to_the_keeper_drains_and_everything_exits_0() {
         "the port is still open: {refused:?}"
     );
 }
+
+/// Every datagram queued on `sock`: (sender pid from SCM_CREDENTIALS, text).
+fn drain_datagrams(sock: &std::os::unix::net::UnixDatagram) -> Vec<(Option<i32>, String)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    loop {
+        let mut buf = [0u8; 4096];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!(UnixCredentials);
+        let Ok(msg) = recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_DONTWAIT,
+        ) else {
+            return out;
+        };
+        let pid = msg.cmsgs().ok().and_then(|mut c| {
+            c.find_map(|c| match c {
+                ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
+                _ => None,
+            })
+        });
+        let n = msg.bytes;
+        out.push((pid, String::from_utf8_lossy(&buf[..n]).into_owned()));
+    }
+}
+
+#[test]
+fn only_the_keeper_notifies_systemd() {
+    let _g = heavy_lock();
+    let dir = TempDir::new("keeper-notify");
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+    nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)
+        .expect("SO_PASSCRED");
+    let exe = dir.join("hello");
+    copy_hello(&exe);
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["--keeper", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .env("NOTIFY_SOCKET", &path);
+    let h = Hello::start_cmd("hello", cmd);
+    let keeper = h.pid();
+    let first = wait_for_pid(&h.target, "/", |p| p != keeper, Duration::from_secs(20))
+        .expect("a generation serves");
+    let opts = UpgradeOpts {
+        wait_old_exit: None,
+        ..UpgradeOpts::default()
+    };
+    // One upgrade asked of the generation (passed on), one failed upgrade, then SIGTERM.
+    let u = upgrade(&h.family, &h.target, first, &opts).expect("upgrade");
+    replace_file(&exe, b"#!/bin/sh\nexit 1\n");
+    let mark = h.family.stderr.len();
+    assert!(signal(keeper, Signal::SIGUSR2));
+    assert!(h
+        .family
+        .stderr
+        .wait_for_line(
+            mark,
+            |l| l.contains("upgrade failed"),
+            Duration::from_secs(10)
+        )
+        .is_some());
+    assert!(signal(keeper, Signal::SIGTERM));
+    assert_eq!(
+        h.family.wait_gone(keeper, Duration::from_secs(20)),
+        Some(Gone::Reaped(Exit::Code(0)))
+    );
+    let got = drain_datagrams(&sock);
+    for (pid, text) in &got {
+        println!("from {pid:?}: {:?}", text);
+    }
+    assert!(
+        got.iter().all(|(pid, _)| *pid == Some(keeper)),
+        "a datagram not from the keeper {keeper} (generations {first}, {})",
+        u.new
+    );
+    let kinds: Vec<&str> = got
+        .iter()
+        .map(|(_, t)| t.lines().next().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "READY=1",
+            "RELOADING=1",
+            "READY=1",
+            "RELOADING=1",
+            "READY=1",
+            "STOPPING=1"
+        ],
+        "{got:?}"
+    );
+    assert!(got[0].1.contains(&format!("MAINPID={keeper}")));
+    assert!(got[4].1.contains("upgrade failed"));
+    assert!(!got
+        .iter()
+        .any(|(_, t)| t.contains(&format!("MAINPID={}", u.new))));
+}
