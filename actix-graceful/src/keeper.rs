@@ -102,7 +102,7 @@ pub(crate) fn role() -> io::Result<Role> {
         return Ok(Role::Keeper);
     }
     match value.to_str().and_then(|v| v.parse::<i32>().ok()) {
-        Some(pid) if pid > 1 => Ok(Role::Generation(Pid::from_raw(pid))),
+        Some(pid) if pid > 0 => Ok(Role::Generation(Pid::from_raw(pid))),
         _ => {
             let msg = format!("{KEEPER_VAR}={value:?} is not a keeper's process id");
             log::error!("{msg}");

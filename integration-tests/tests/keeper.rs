@@ -430,3 +430,124 @@ fn only_the_keeper_notifies_systemd() {
         .iter()
         .any(|(_, t)| t.contains(&format!("MAINPID={}", u.new))));
 }
+
+/// Waits (at most `timeout`) for a line of the file at `path` containing `needle`.
+fn wait_file_line(path: &Path, needle: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return Some(line.to_owned());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        sleep_ms(20);
+    }
+}
+
+/// The keeper as PID 1 of a fresh pid namespace (`unshare --pid --fork`), as in a container:
+/// upgrades work, an orphan reparented to it is reaped, SIGTERM ends it with status 0. Its
+/// output goes to a file: the pids it prints are the namespace's, which must not reach the
+/// harness's pid set. Skipped (with a message) where pid namespaces cannot be made.
+#[test]
+fn keeper_as_pid_1_reaps_orphans() {
+    let _g = heavy_lock();
+    let dir = TempDir::new("keeper-pid1");
+    let log = dir.join("log");
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--kill-child", "/bin/sh", "-c"])
+        .arg("exec \"$0\" --keeper --listen 127.0.0.1:0 --workers 1 >\"$1\" 2>&1")
+        .arg(hello_bin())
+        .arg(&log);
+    let family = match integration_tests::ServerFamily::spawn("pid1", cmd) {
+        Ok(f) => f,
+        Err(e) => {
+            println!("skipped: cannot run unshare: {e}");
+            return;
+        }
+    };
+    let Some(start) = wait_file_line(&log, "hello pid=1 serving", Duration::from_secs(20)) else {
+        let why = family.wait_gone(family.root(), Duration::from_secs(1));
+        println!(
+            "skipped: no keeper as PID 1 ({why:?}): {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        return;
+    };
+    let target = integration_tests::hello::parse_startup(&start)
+        .expect("startup line")
+        .listeners[0]
+        .target();
+    let keeper = procfs::children_of(family.root())
+        .into_iter()
+        .next()
+        .expect("the keeper, child of unshare");
+    let ns = std::fs::read_to_string(format!("/proc/{keeper}/status")).unwrap_or_default();
+    let nspid = ns.lines().find(|l| l.starts_with("NSpid:")).unwrap_or("");
+    println!("keeper: host pid {keeper}, {nspid}");
+    assert!(nspid.trim_end().ends_with("\t1"), "not PID 1: {nspid}");
+    assert!(wait_file_line(
+        &log,
+        "keeper pid=1: serving through",
+        Duration::from_secs(20)
+    )
+    .is_some());
+    let r = get_once(&target, "/", Duration::from_secs(5)).expect("served");
+    assert_eq!(r.status, 200);
+
+    // An upgrade through PID 1.
+    assert!(signal(keeper, Signal::SIGUSR2));
+    let ready = wait_file_line(&log, "draining generation pid=", Duration::from_secs(20));
+    assert!(ready.is_some(), "no upgrade as PID 1");
+
+    // An orphan: `sh` starts `sleep` in the namespace and exits; `sleep` is reparented to PID 1.
+    let mut orphan_maker = std::process::Command::new("nsenter");
+    orphan_maker
+        .args([
+            "--target",
+            &keeper.to_string(),
+            "--pid",
+            "--",
+            "/bin/sh",
+            "-c",
+        ])
+        .arg("sleep 1 & exit 0");
+    let maker = integration_tests::ServerFamily::spawn("orphan", orphan_maker).expect("nsenter");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let orphan = loop {
+        let found = procfs::children_of(keeper)
+            .into_iter()
+            .find(|&p| procfs::stat(p).is_some_and(|s| s.comm == "sleep"));
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no orphan reparented to the keeper"
+        );
+        sleep_ms(10);
+    };
+    let t = Instant::now();
+    while procfs::exists(orphan) && t.elapsed() < Duration::from_secs(5) {
+        sleep_ms(20);
+    }
+    println!(
+        "orphan host pid {orphan} (child of the keeper) gone {:.0} ms after it was found",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    assert!(
+        !procfs::exists(orphan),
+        "the keeper left orphan {orphan} a zombie"
+    );
+    drop(maker);
+
+    assert!(signal(keeper, Signal::SIGTERM));
+    let gone = family.wait_gone(family.root(), Duration::from_secs(20));
+    assert_eq!(
+        gone,
+        Some(Gone::Reaped(Exit::Code(0))),
+        "unshare (the keeper's status)"
+    );
+    assert!(procfs::children_of(keeper).is_empty() && !procfs::exists(keeper));
+}
