@@ -259,6 +259,13 @@ fn failed_upgrade_keeps_the_generation_and_a_crash_loop_ends_the_keeper() {
     assert!(signal(gen, Signal::SIGKILL));
     let gone = h.family.wait_gone(keeper, Duration::from_secs(30));
     let took = t0.elapsed();
+    // Its last words may still be in the pipe.
+    let last = h.family.stderr.wait_for_line(
+        mark,
+        |l| l.contains("every generation has exited"),
+        Duration::from_secs(5),
+    );
+    assert!(last.is_some(), "{}", h.family.output_tail(30));
     let attempts = h
         .family
         .stderr
