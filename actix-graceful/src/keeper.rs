@@ -52,7 +52,7 @@ use nix::{
 use crate::{
     handoff::{self, Cancel, Plan},
     notify::{monotonic_usec, sd_notify, PidFile},
-    UpgradeError,
+    registry, UpgradeError,
 };
 
 /// Names the keeper in a generation's environment.
@@ -64,8 +64,8 @@ pub(crate) const STABLE: Duration = Duration::from_secs(10);
 pub(crate) const MAX_FAILURES: u32 = 5;
 /// The delay before the second replacement in a row; doubled for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
-/// The keeper's loop wakes at least this often.
-const TICK: Duration = Duration::from_millis(100);
+/// The keeper's loop wakes at least this often (signals and finished starts wake it at once).
+const TICK: Duration = Duration::from_secs(1);
 
 /// Whether and how keeper mode applies to this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +164,14 @@ pub(crate) fn forward_upgrade(keeper: Pid, signal: i32) {
 /// the keeper gave up on a crash loop.
 ///
 /// # Errors
-/// The signal handlers or the start thread cannot be set up.
+/// No listener was bound with `graceful_bind*`, or the signal handlers or the start thread
+/// cannot be set up.
 pub(crate) fn run(mut plan: Plan, pid_file: Option<PidFile>) -> io::Result<i32> {
+    if registry::handoff_set().is_empty() {
+        let msg = "keeper mode needs listeners bound with graceful_bind*: nothing to hold";
+        log::error!("{msg}");
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+    }
     plan.env
         .push((KEEPER_VAR, Some(std::process::id().to_string())));
     plan.env.push(("NOTIFY_SOCKET", None));

@@ -558,3 +558,24 @@ fn keeper_as_pid_1_reaps_orphans() {
     );
     assert!(procfs::children_of(keeper).is_empty() && !procfs::exists(keeper));
 }
+
+/// A keeper killed outright (SIGKILL, OOM) must not leave its generation serving unsupervised on
+/// the port: the generation gets SIGTERM from the kernel (parent-death signal) and drains.
+#[test]
+fn a_killed_keeper_takes_its_generation_down_gracefully() {
+    let _g = heavy_lock();
+    let (h, gen) = start_keeper(&hello_bin(), &[]);
+    let slow = spawn_slow(&h.target, 1000, 1, Some(h.family.pid_set()));
+    sleep_ms(300);
+    assert!(signal(h.pid(), Signal::SIGKILL));
+    // The test process is a subreaper: the orphaned generation is reaped here.
+    let gone = h.family.wait_gone(gen, Duration::from_secs(20));
+    println!("generation {gen} after the keeper's SIGKILL: {gone:?}");
+    assert_eq!(gone, Some(Gone::Reaped(Exit::Code(0))));
+    let r = join_slow(slow)
+        .pop()
+        .expect("one")
+        .unwrap_or_else(|f| panic!("in-flight request failed: {f}"));
+    assert_eq!((r.status, r.pid), (200, Some(gen)));
+    assert!(h.family.live_pids().is_empty(), "left behind");
+}
