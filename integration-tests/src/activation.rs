@@ -3,8 +3,9 @@
 
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::family::ServerFamily;
 
@@ -62,4 +63,54 @@ pub fn spawn_with_fds(
         });
     }
     ServerFamily::spawn(name, cmd).expect("spawn the server")
+}
+
+/// The real `systemd-socket-activate` (`SOCKET_ACTIVATE_BIN` overrides the path).
+pub fn launcher() -> PathBuf {
+    let p = std::env::var_os("SOCKET_ACTIVATE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/systemd-socket-activate"));
+    assert!(
+        p.is_file(),
+        "{} not found: install the `systemd` package (or set SOCKET_ACTIVATE_BIN)",
+        p.display()
+    );
+    p
+}
+
+/// Run `exe` under systemd-socket-activate, as systemd starts a socket-activated service. `listen` are the launcher's `-l` addresses,
+/// `extra` more launcher options (`--fdname=`, `-E`), `args` the server's arguments. Waits until
+/// the launcher reports every socket listening.
+pub fn socket_activate(
+    listen: &[String],
+    extra: &[String],
+    exe: &Path,
+    args: &[String],
+) -> ServerFamily {
+    let mut cmd = Command::new(launcher());
+    for l in listen {
+        cmd.arg("-l").arg(l);
+    }
+    // The launcher passes only TERM/PATH/USER/HOME plus -E variables to the child.
+    cmd.arg("-E").arg("RUST_LOG=info");
+    cmd.args(extra);
+    cmd.arg(exe);
+    cmd.args(args);
+    let fam = ServerFamily::spawn("activate", cmd).expect("spawn systemd-socket-activate");
+    for i in 0..listen.len() {
+        fam.stderr
+            .wait_for_line(
+                0,
+                |l| l.contains(&format!(" as {}.", 3 + i)),
+                Duration::from_secs(15),
+            )
+            .unwrap_or_else(|| {
+                panic!(
+                    "launcher did not report fd {}\n{}",
+                    3 + i,
+                    fam.output_tail(20)
+                )
+            });
+    }
+    fam
 }

@@ -5,7 +5,7 @@
 //! LISTEN_FDNAMES; so hello's pid is the launcher's pid). Bad inputs are produced by running
 //! hello directly with a prepared fd 3 (`pre_exec` + `dup2`).
 
-use integration_tests::activation::spawn_with_fds;
+use integration_tests::activation::{socket_activate, spawn_with_fds};
 use integration_tests::hello::{parse_startup, wait_startup, Listener, Startup};
 use integration_tests::http::get_once;
 use integration_tests::reaper::{Exit, Gone};
@@ -13,54 +13,17 @@ use integration_tests::{free_port, hello_bin, procfs, Client, ServerFamily, Targ
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
-
-fn launcher() -> PathBuf {
-    let p = std::env::var_os("SOCKET_ACTIVATE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/systemd-socket-activate"));
-    assert!(
-        p.is_file(),
-        "{} not found: install the `systemd` package (or set SOCKET_ACTIVATE_BIN)",
-        p.display()
-    );
-    p
-}
 
 fn tcp(port: u16) -> Target {
     Target::Tcp(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Run hello under systemd-socket-activate. `listen` are the launcher's `-l` addresses,
-/// `extra` more launcher options (`--fdname=`, `-E`), `args` hello's arguments. Waits until
-/// the launcher reports every socket listening.
+/// Run hello under systemd-socket-activate (see [`socket_activate`]).
 fn activate(listen: &[String], extra: &[String], args: &[String]) -> ServerFamily {
-    let mut cmd = Command::new(launcher());
-    for l in listen {
-        cmd.arg("-l").arg(l);
-    }
-    // The launcher passes only TERM/PATH/USER/HOME plus -E variables to the child.
-    cmd.arg("-E").arg("RUST_LOG=info");
-    cmd.args(extra);
-    cmd.arg(hello_bin());
-    cmd.args(args);
-    let fam = ServerFamily::spawn("activate", cmd).expect("spawn systemd-socket-activate");
-    for i in 0..listen.len() {
-        fam.stderr
-            .wait_for_line(0, |l| l.contains(&format!(" as {}.", 3 + i)), T)
-            .unwrap_or_else(|| {
-                panic!(
-                    "launcher did not report fd {}\n{}",
-                    3 + i,
-                    fam.output_tail(20)
-                )
-            });
-    }
-    fam
+    socket_activate(listen, extra, &hello_bin(), args)
 }
 
 fn startup_of(fam: &ServerFamily) -> Startup {
