@@ -56,6 +56,7 @@ mod fd;
 mod glue;
 #[cfg(unix)]
 mod handoff;
+mod health;
 #[cfg(unix)]
 mod inherit;
 #[cfg(unix)]
@@ -76,6 +77,7 @@ pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
+pub use health::{readiness, state, State};
 pub use lame_duck::LameDuck;
 #[cfg(unix)]
 pub use registry::ListenerInfo;

@@ -20,7 +20,13 @@ pub(crate) struct Startup {
     /// The working directory at start-up, logical (`$PWD`) when it names the same directory,
     /// so a `current -> releases/N` symlink in it is followed again at upgrade time.
     pub(crate) cwd: PathBuf,
+    /// Which generation of the service this process is: 1 for a process started by anything
+    /// else, one more than its predecessor's for a successor.
+    pub(crate) generation: u64,
 }
+
+/// The variable that tells a successor its generation number.
+pub(crate) const GENERATION_VAR: &str = "ACTIX_GRACEFUL_GENERATION";
 
 static STARTUP: OnceLock<Startup> = OnceLock::new();
 
@@ -45,9 +51,37 @@ pub(crate) fn startup() -> &'static Startup {
             .and_then(|argv0| resolve_exe(Path::new(argv0), &cwd, std::env::var_os("PATH")))
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_default();
-        log::debug!("started as {} in {}", exe.display(), cwd.display());
-        Startup { exe, args, cwd }
+        let generation = generation(
+            std::env::var_os(GENERATION_VAR),
+            std::env::var_os(crate::handoff::READY_FD_VAR).is_some(),
+        );
+        log::debug!(
+            "started as {} in {} (generation {generation})",
+            exe.display(),
+            cwd.display()
+        );
+        Startup {
+            exe,
+            args,
+            cwd,
+            generation,
+        }
     })
+}
+
+/// The generation a predecessor announced; 1 when there is no predecessor (the variable is only
+/// trusted next to a readiness fd) or the value is not a positive number.
+fn generation(announced: Option<OsString>, has_predecessor: bool) -> u64 {
+    let Some(value) = announced.filter(|_| has_predecessor) else {
+        return 1;
+    };
+    match value.to_str().and_then(|v| v.parse::<u64>().ok()) {
+        Some(n) if n >= 1 => n,
+        _ => {
+            log::warn!("{GENERATION_VAR}={value:?} is not a generation number; taking 1");
+            1
+        }
+    }
 }
 
 fn logical_cwd() -> PathBuf {
@@ -100,6 +134,16 @@ mod tests {
             resolve_exe(Path::new("/usr/bin/hello"), cwd, None),
             Some(PathBuf::from("/usr/bin/hello"))
         );
+    }
+
+    #[test]
+    fn generation_is_trusted_only_from_a_predecessor() {
+        assert_eq!(generation(None, true), 1);
+        assert_eq!(generation(Some("7".into()), false), 1);
+        assert_eq!(generation(Some("7".into()), true), 7);
+        assert_eq!(generation(Some("0".into()), true), 1);
+        assert_eq!(generation(Some("-3".into()), true), 1);
+        assert_eq!(generation(Some("x".into()), true), 1);
     }
 
     #[test]

@@ -76,14 +76,20 @@ pub(crate) fn snapshot() -> Vec<ListenerInfo> {
 ///
 /// The descriptors stay valid for the life of the process: entries are never removed.
 pub(crate) fn handoff_set() -> Vec<(RawFd, String)> {
+    descriptors(UNKNOWN_NAME)
+}
+
+/// The descriptors and `FDNAME=` names for systemd's fd store: unnamed listeners are `stored`,
+/// the name systemd gives a stored fd without one.
+pub(crate) fn fd_store_set() -> Vec<(RawFd, String)> {
+    descriptors("stored")
+}
+
+fn descriptors(unnamed: &str) -> Vec<(RawFd, String)> {
     entries()
         .iter()
         .map(|e| {
-            let name = e
-                .info
-                .name
-                .clone()
-                .unwrap_or_else(|| UNKNOWN_NAME.to_owned());
+            let name = e.info.name.as_deref().unwrap_or(unnamed).to_owned();
             (e.fd.as_raw_fd(), name)
         })
         .collect()

@@ -23,11 +23,12 @@ use nix::{
 use crate::{
     glue::{sealed::Token, HttpServerExt},
     handoff::{self, Cancel, Plan, Readiness},
+    health::{self, State},
     inherit,
     keeper::{self, Mode, Role},
     lame_duck,
-    notify::{sd_notify, PidFile},
-    process,
+    notify::{self, sd_notify, PidFile},
+    process, registry,
     signals::{self, Event, Signals},
     UpgradeError,
 };
@@ -69,6 +70,8 @@ pub struct Graceful {
     successor: Option<PathBuf>,
     readiness: Readiness,
     pid_file: Option<PidFile>,
+    pre_stop_delay: Duration,
+    fd_store: bool,
     keeper: Mode,
     commands: mpsc::UnboundedReceiver<Reply>,
     handle: UpgradeHandle,
@@ -94,6 +97,8 @@ impl Graceful {
             successor: None,
             readiness: Readiness::Pipe,
             pid_file: None,
+            pre_stop_delay: Duration::ZERO,
+            fd_store: false,
             keeper: Mode::Off,
             commands,
             handle: UpgradeHandle { tx },
@@ -162,6 +167,38 @@ impl Graceful {
     /// that stops for good (SIGTERM, SIGINT, SIGQUIT) removes it if it is still its own.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(PidFile::new(path.into()));
+        self
+    }
+
+    /// On SIGTERM, keeps serving normally for `delay` before the drain starts (default: none),
+    /// while [`readiness`](crate::readiness) already answers 503: time for a load balancer or
+    /// Kubernetes to stop sending new traffic. An upgrade signal in that time is refused; SIGINT
+    /// or SIGQUIT still stop at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let graceful = actix_graceful::Graceful::new().pre_stop_delay(Duration::from_secs(5));
+    /// ```
+    pub fn pre_stop_delay(mut self, delay: Duration) -> Self {
+        self.pre_stop_delay = delay;
+        self
+    }
+
+    /// Hands the listening sockets to systemd's fd store once serving (`FDSTORE=1`, one datagram
+    /// per socket with its `FDNAME=`: the binding's name, else `stored`), so that after a crash
+    /// or a `systemctl restart` the next process gets them back through `LISTEN_FDS` and clients
+    /// queue instead of being refused. Default off; needs `FileDescriptorStoreMax=` in the unit
+    /// and does nothing without `NOTIFY_SOCKET`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let graceful = actix_graceful::Graceful::new().fd_store(true);
+    /// ```
+    pub fn fd_store(mut self, enabled: bool) -> Self {
+        self.fd_store = enabled;
         self
     }
 
@@ -296,13 +333,26 @@ impl Graceful {
                 log::error!("cannot write pid file {}: {err}", pid_file.path().display());
             }
         }
+        if self.fd_store {
+            notify::store_fds(&registry::fd_store_set());
+        }
         if handoff::has_predecessor() {
+            // The predecessor, still the service's main process, tells systemd.
             handoff::report_ready();
         } else {
-            sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
+            sd_notify(&format!(
+                "READY=1\nMAINPID={}\n{}",
+                std::process::id(),
+                status("serving")
+            ));
         }
         log::info!("serving, pid={}", std::process::id());
     }
+}
+
+/// `STATUS=` for this process in `state`.
+fn status(state: &str) -> String {
+    notify::status(process::startup().generation, std::process::id(), state)
 }
 
 /// Runs `server` with the default [`Graceful`] configuration.
@@ -462,8 +512,18 @@ impl Controller {
                         upgrade.cancel.stop_successor(Signal::SIGTERM);
                     }
                     if !self.draining {
-                        sd_notify("STOPPING=1");
-                        self.drain();
+                        let delay = self.config.pre_stop_delay;
+                        health::advance(State::Stopping);
+                        let state = if delay.is_zero() {
+                            "stopping: draining".to_owned()
+                        } else {
+                            format!(
+                                "stopping: serving {} ms more, then draining",
+                                delay.as_millis()
+                            )
+                        };
+                        sd_notify(&format!("STOPPING=1\n{}", status(&state)));
+                        self.drain(delay);
                     }
                 }
                 Step::Signal(Event::Force(name)) => {
@@ -524,8 +584,12 @@ impl Controller {
         }
         log::info!("upgrade: starting {}", self.plan.exe.display());
         sd_notify(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=upgrading",
-            crate::notify::monotonic_usec()
+            "RELOADING=1\nMONOTONIC_USEC={}\n{}",
+            notify::monotonic_usec(),
+            status(&format!(
+                "upgrading: starting generation {}",
+                process::startup().generation + 1
+            ))
         ));
         let plan = self.plan.clone();
         let cancel = Cancel::default();
@@ -552,9 +616,14 @@ impl Controller {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
                 } else {
                     sd_notify(&format!(
-                        "MAINPID={pid}\nREADY=1\nSTATUS=handed over to pid {pid}"
+                        "MAINPID={pid}\nREADY=1\n{}",
+                        notify::status(
+                            process::startup().generation + 1,
+                            pid as u32,
+                            &format!("serving; pid {} draining", std::process::id())
+                        )
                     ));
-                    self.drain();
+                    self.drain(Duration::ZERO);
                 }
                 Ok(pid as u32)
             }
@@ -566,7 +635,10 @@ impl Controller {
                         log::error!("cannot rewrite pid file {}: {e}", pid_file.path().display());
                     }
                 }
-                sd_notify(&format!("READY=1\nSTATUS=upgrade failed: {err}"));
+                sd_notify(&format!(
+                    "READY=1\n{}",
+                    status(&format!("serving; upgrade failed: {err}"))
+                ));
                 Err(err)
             }
         };
@@ -575,9 +647,10 @@ impl Controller {
         }
     }
 
-    /// Stops accepting (the successor shares the accept queue), answers with `Connection:
-    /// close` through the lame-duck period, then stops the workers gracefully.
-    fn drain(&mut self) {
+    /// After `delay` of normal service, stops accepting (a successor shares the accept queue),
+    /// answers with `Connection: close` through the lame-duck period, then stops the workers
+    /// gracefully.
+    fn drain(&mut self, delay: Duration) {
         if self.draining {
             return;
         }
@@ -585,6 +658,11 @@ impl Controller {
         let handle = self.handle.clone();
         let lame_duck = self.config.lame_duck;
         actix_rt::spawn(async move {
+            if !delay.is_zero() {
+                log::info!("pre-stop delay: serving {} ms more", delay.as_millis());
+                actix_rt::time::sleep(delay).await;
+            }
+            health::advance(State::Draining);
             handle.pause().await;
             lame_duck::begin();
             actix_rt::time::sleep(lame_duck).await;

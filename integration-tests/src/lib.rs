@@ -13,6 +13,7 @@
 //!
 //! Everything is bounded in time; everything talks to loopback only.
 
+pub mod activation;
 pub mod capture;
 pub mod family;
 pub mod hello;

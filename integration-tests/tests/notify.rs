@@ -14,7 +14,7 @@ use integration_tests::{
 use nix::sys::signal::Signal;
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags};
 use std::io::IoSliceMut;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -47,6 +47,8 @@ struct Datagram {
     recv_us: u64,
     /// Truncated (payload or control data)?
     truncated: bool,
+    /// Descriptors attached with SCM_RIGHTS (`FDSTORE=1`), owned by the test now.
+    fds: Vec<Arc<OwnedFd>>,
 }
 
 impl Datagram {
@@ -62,6 +64,16 @@ impl Datagram {
     /// Does it carry the exact line `kv` (e.g. `READY=1`)?
     fn has(&self, kv: &str) -> bool {
         self.text.lines().any(|l| l == kv)
+    }
+    /// `STATUS=` must read `generation <g> (pid <pid>): <state...>`; returns the state part.
+    fn status_of(&self, generation: u32, pid: i32) -> &str {
+        let status = self
+            .get("STATUS")
+            .unwrap_or_else(|| panic!("no STATUS= in {self:?}"));
+        let prefix = format!("generation {generation} (pid {pid}): ");
+        status
+            .strip_prefix(&prefix)
+            .unwrap_or_else(|| panic!("STATUS={status:?} does not start with {prefix:?}"))
     }
     fn mainpid(&self) -> Option<i32> {
         self.get("MAINPID").map(|v| {
@@ -196,21 +208,30 @@ fn read_loop(sock: UnixDatagram, shared: Shared, stop: Arc<AtomicBool>) {
     let fd = sock.as_raw_fd();
     while !stop.load(Ordering::SeqCst) {
         let mut buf = [0u8; 8192];
-        let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
-        let (bytes, pid, truncated) = {
+        let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials, [RawFd; 8]);
+        let (bytes, pid, truncated, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
             match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()) {
                 Ok(msg) => {
-                    let pid = msg.cmsgs().ok().and_then(|mut it| {
-                        it.find_map(|c| match c {
-                            ControlMessageOwned::ScmCredentials(cred) => Some(cred.pid()),
-                            _ => None,
-                        })
-                    });
+                    let mut pid = None;
+                    let mut fds = Vec::new();
+                    for c in msg.cmsgs().into_iter().flatten() {
+                        match c {
+                            ControlMessageOwned::ScmCredentials(cred) => pid = Some(cred.pid()),
+                            ControlMessageOwned::ScmRights(raw) => {
+                                // SAFETY: received just now; nothing else owns these fds.
+                                fds.extend(
+                                    raw.into_iter()
+                                        .map(|fd| unsafe { Arc::new(OwnedFd::from_raw_fd(fd)) }),
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
                     let truncated = msg
                         .flags
                         .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
-                    (msg.bytes, pid, truncated)
+                    (msg.bytes, pid, truncated, fds)
                 }
                 Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => continue,
                 Err(e) => panic!("recvmsg on the notify socket: {e}"),
@@ -221,6 +242,7 @@ fn read_loop(sock: UnixDatagram, shared: Shared, stop: Arc<AtomicBool>) {
             text: String::from_utf8_lossy(&buf[..bytes]).into_owned(),
             recv_us: monotonic_us(),
             truncated,
+            fds,
         };
         let (lock, cv) = &*shared;
         lock.lock().unwrap_or_else(|e| e.into_inner()).push(d);
@@ -264,11 +286,19 @@ fn check_reloading(d: &Datagram, sender: i32, before: u64, n: &NotifySocket) {
 fn notify_protocol(n: NotifySocket) {
     let _g = heavy_lock();
     println!("NOTIFY_SOCKET={}", n.env);
-    let (_dir, exe) = private_copy("notify-exe");
+    let (dir, exe) = private_copy("notify-exe");
+    let pid_file = dir.join("hello.pid");
     let mut cmd = Command::new(&exe);
     cmd.args(["--listen", "127.0.0.1:0", "--workers", "2"])
         .args(["--upgrade-timeout-ms", "5000"])
+        .arg("--pid-file")
+        .arg(&pid_file)
         .env("NOTIFY_SOCKET", &n.env);
+    let read_pid_file = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+    };
     let h = Hello::start_cmd("hello", cmd);
     let old = h.pid();
     println!("started: {}", h.startup.line);
@@ -280,6 +310,8 @@ fn notify_protocol(n: NotifySocket) {
     assert_eq!(i, 0, "READY=1 should be the first datagram\n{}", n.dump());
     assert_eq!(ready.mainpid(), Some(old), "{ready:?}");
     assert_eq!(ready.pid, Some(old), "sender of the start READY=1");
+    assert_eq!(ready.status_of(1, old), "serving", "{ready:?}");
+    assert_eq!(read_pid_file(), Some(old), "pid file once serving");
 
     // 2) A failed upgrade: RELOADING=1, then READY=1 again from the old process.
     replace_file(&exe, b"#!/bin/sh\nexit 1\n");
@@ -295,6 +327,10 @@ fn notify_protocol(n: NotifySocket) {
         .wait_for(mark, |d| d.has("RELOADING=1"), T)
         .unwrap_or_else(|| panic!("no RELOADING=1 on SIGUSR2\n{}", n.dump()));
     check_reloading(&reloading, old, before, &n);
+    assert_eq!(
+        reloading.status_of(1, old),
+        "upgrading: starting generation 2"
+    );
     let (i2, again) = n
         .wait_for(i1 + 1, |d| d.has("READY=1"), T)
         .unwrap_or_else(|| panic!("no READY=1 after the failed upgrade\n{}", n.dump()));
@@ -308,6 +344,17 @@ fn notify_protocol(n: NotifySocket) {
     assert!(
         again.mainpid().map_or(true, |p| p == old),
         "READY=1 after a failed upgrade names another main pid: {again:?}"
+    );
+    assert!(
+        again
+            .status_of(1, old)
+            .starts_with("serving; upgrade failed: "),
+        "{again:?}"
+    );
+    assert_eq!(
+        read_pid_file(),
+        Some(old),
+        "pid file after a failed upgrade"
     );
     println!("after the failed upgrade: {:?}", again.text);
 
@@ -338,6 +385,12 @@ fn notify_protocol(n: NotifySocket) {
         "MAINPID=<successor> must be sent by the old main process\n{}",
         n.dump()
     );
+    assert_eq!(
+        handed.status_of(2, new),
+        format!("serving; pid {old} draining"),
+        "STATUS= after the handoff names the successor"
+    );
+    assert_eq!(read_pid_file(), Some(new), "pid file after the upgrade");
     println!(
         "MAINPID={new} + READY=1 {} µs after RELOADING=1",
         handed.recv_us - reloading.recv_us
@@ -360,10 +413,12 @@ fn notify_protocol(n: NotifySocket) {
         .unwrap_or_else(|| panic!("no STOPPING=1 on SIGTERM\n{}", n.dump()));
     assert_eq!(i, mark, "{}", n.dump());
     assert_eq!(stopping.pid, Some(new), "sender of STOPPING=1");
+    assert_eq!(stopping.status_of(2, new), "stopping: draining");
     let g = h.family.wait_gone(new, Duration::from_secs(20));
     assert_eq!(g, Some(Gone::Reaped(Exit::Code(0))), "successor {new}");
     integration_tests::sleep_ms(200);
     assert_eq!(n.len(), mark + 1, "after STOPPING=1\n{}", n.dump());
+    assert_eq!(read_pid_file(), None, "pid file removed by the final stop");
 
     let all = n.all();
     assert!(
@@ -382,4 +437,116 @@ fn notify_socket_at_a_path() {
 #[test]
 fn notify_socket_in_the_abstract_namespace() {
     notify_protocol(NotifySocket::abstract_name());
+}
+
+/// The fd store (`--fd-store`): once serving, hello hands each listener to the notify socket
+/// with `FDSTORE=1` + `FDNAME=` and the fd attached, as systemd's fd store receives them. The
+/// test keeps those fds, SIGKILLs hello, connects clients while no process runs (they must
+/// queue, not be refused), then starts a new hello with the stored fds passed back the way
+/// systemd does (fds 3.., `LISTEN_FDS`, `LISTEN_FDNAMES` = the stored names, `LISTEN_PID`): the
+/// queued requests are answered by it.
+#[test]
+fn fd_store_keeps_the_sockets_across_a_crash() {
+    use integration_tests::activation::spawn_with_fds;
+    use integration_tests::hello::wait_startup;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let _g = heavy_lock();
+    let n = NotifySocket::at_path();
+    let args: Vec<String> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--listen",
+        "admin=127.0.0.1:0",
+        "--workers",
+        "1",
+        "--fd-store",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut cmd = Command::new(hello_bin());
+    cmd.args(&args).env("NOTIFY_SOCKET", &n.env);
+    let h = Hello::start_cmd("fd-store", cmd);
+    let first = h.pid();
+    let addrs: Vec<String> = h.startup.listeners.iter().map(|l| l.addr.clone()).collect();
+    assert_eq!(addrs.len(), 2, "{}", h.startup.line);
+
+    // 1) Two FDSTORE=1 datagrams from hello, one fd each, named as systemd would store them.
+    let mut stored = Vec::new();
+    let mut from = 0;
+    while stored.len() < 2 {
+        let (i, d) = n
+            .wait_for(from, |d| d.has("FDSTORE=1"), T)
+            .unwrap_or_else(|| panic!("fewer than 2 FDSTORE=1 datagrams\n{}", n.dump()));
+        from = i + 1;
+        assert_eq!(d.pid, Some(first), "FDSTORE=1 sender");
+        assert_eq!(d.fds.len(), 1, "one fd per FDSTORE=1 datagram: {d:?}");
+        stored.push(d);
+    }
+    let names: Vec<&str> = stored.iter().map(|d| d.get("FDNAME").unwrap()).collect();
+    assert_eq!(names, ["stored", "admin"], "FDNAME= of each listener");
+    for (d, addr) in stored.iter().zip(&addrs) {
+        let local: nix::sys::socket::SockaddrIn =
+            nix::sys::socket::getsockname(d.fds[0].as_raw_fd()).expect("getsockname");
+        assert_eq!(&local.to_string(), addr, "the stored fd is that listener");
+    }
+    println!("stored: {}", n.dump());
+
+    // 2) Crash: nothing serves, but the stored sockets still listen. Clients connect and send.
+    assert!(signal(first, Signal::SIGKILL));
+    let g = h.family.wait_gone(first, T);
+    assert_eq!(g, Some(Gone::Reaped(Exit::Signal(9))), "first hello");
+    let mut waiting = Vec::new();
+    for i in 0..16 {
+        let addr = &addrs[i % 2];
+        let mut s = TcpStream::connect(addr)
+            .unwrap_or_else(|e| panic!("connect {addr} while no process runs: {e}"));
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .expect("send request");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        waiting.push(s);
+    }
+    integration_tests::sleep_ms(300);
+    println!("{} connections queued while no process ran", waiting.len());
+
+    // 3) Restart with the stored fds, as systemd passes them back.
+    let fds: Vec<RawFd> = stored.iter().map(|d| d.fds[0].as_raw_fd()).collect();
+    let fdnames = names.join(":");
+    let family = spawn_with_fds(
+        "fd-store-restart",
+        &hello_bin(),
+        &fds,
+        &[("LISTEN_FDS", "2"), ("LISTEN_FDNAMES", fdnames.as_str())],
+        true,
+        &args,
+    );
+    let again = wait_startup(&family, 0, T)
+        .unwrap_or_else(|| panic!("no startup line\n{}", family.output_tail(20)));
+    assert!(
+        again.listeners.iter().all(|l| l.inherited),
+        "both sockets inherited: {}",
+        again.line
+    );
+    let again_addrs: Vec<String> = again.listeners.iter().map(|l| l.addr.clone()).collect();
+    assert_eq!(again_addrs, addrs, "same addresses after the restart");
+
+    // 4) Every queued request is answered by the new process.
+    for (i, mut s) in waiting.into_iter().enumerate() {
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)
+            .unwrap_or_else(|e| panic!("queued request {i}: {e}"));
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "queued request {i}: {reply:?}"
+        );
+        assert!(
+            reply.contains(&format!("pid={}", again.pid)),
+            "queued request {i} answered by the new process: {reply:?}"
+        );
+    }
+    println!("16 queued requests answered by pid {}", again.pid);
+    assert!(signal(again.pid, Signal::SIGTERM));
+    let g = family.wait_gone(again.pid, T);
+    assert_eq!(g, Some(Gone::Reaped(Exit::Code(0))), "restarted hello");
 }

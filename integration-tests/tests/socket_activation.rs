@@ -5,6 +5,7 @@
 //! LISTEN_FDNAMES; so hello's pid is the launcher's pid). Bad inputs are produced by running
 //! hello directly with a prepared fd 3 (`pre_exec` + `dup2`).
 
+use integration_tests::activation::{socket_activate, spawn_with_fds};
 use integration_tests::hello::{parse_startup, wait_startup, Listener, Startup};
 use integration_tests::http::get_once;
 use integration_tests::reaper::{Exit, Gone};
@@ -12,55 +13,17 @@ use integration_tests::{free_port, hello_bin, procfs, Client, ServerFamily, Targ
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
-
-fn launcher() -> PathBuf {
-    let p = std::env::var_os("SOCKET_ACTIVATE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/systemd-socket-activate"));
-    assert!(
-        p.is_file(),
-        "{} not found: install the `systemd` package (or set SOCKET_ACTIVATE_BIN)",
-        p.display()
-    );
-    p
-}
 
 fn tcp(port: u16) -> Target {
     Target::Tcp(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
-/// Run hello under systemd-socket-activate. `listen` are the launcher's `-l` addresses,
-/// `extra` more launcher options (`--fdname=`, `-E`), `args` hello's arguments. Waits until
-/// the launcher reports every socket listening.
+/// Run hello under systemd-socket-activate (see [`socket_activate`]).
 fn activate(listen: &[String], extra: &[String], args: &[String]) -> ServerFamily {
-    let mut cmd = Command::new(launcher());
-    for l in listen {
-        cmd.arg("-l").arg(l);
-    }
-    // The launcher passes only TERM/PATH/USER/HOME plus -E variables to the child.
-    cmd.arg("-E").arg("RUST_LOG=info");
-    cmd.args(extra);
-    cmd.arg(hello_bin());
-    cmd.args(args);
-    let fam = ServerFamily::spawn("activate", cmd).expect("spawn systemd-socket-activate");
-    for i in 0..listen.len() {
-        fam.stderr
-            .wait_for_line(0, |l| l.contains(&format!(" as {}.", 3 + i)), T)
-            .unwrap_or_else(|| {
-                panic!(
-                    "launcher did not report fd {}\n{}",
-                    3 + i,
-                    fam.output_tail(20)
-                )
-            });
-    }
-    fam
+    socket_activate(listen, extra, &hello_bin(), args)
 }
 
 fn startup_of(fam: &ServerFamily) -> Startup {
@@ -237,58 +200,13 @@ fn activated_with_foreign_listen_pid_binds_fresh() {
 // ---------------------------------------------------------------------------------------
 // Direct runs with a prepared fd 3.
 
-/// Run hello with `fds` placed at 3, 4, ... (other fds up to 3+8 closed), environment
-/// `env` (LISTEN_* removed first), and, if `listen_pid_self`, LISTEN_PID set to hello's own
-/// pid (through `sh -c 'LISTEN_PID=$$ exec ...'`, which keeps the pid).
 fn run_direct(
     fds: &[RawFd],
     env: &[(&str, &str)],
     listen_pid_self: bool,
     args: &[String],
 ) -> ServerFamily {
-    let hello = hello_bin();
-    let mut cmd = if listen_pid_self {
-        let mut c = Command::new("/bin/sh");
-        c.arg("-c")
-            .arg("LISTEN_PID=$$; export LISTEN_PID; exec \"$0\" \"$@\"")
-            .arg(&hello);
-        c
-    } else {
-        Command::new(&hello)
-    };
-    cmd.args(args);
-    for k in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
-        cmd.env_remove(k);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let fds: Vec<RawFd> = fds.to_vec();
-    // SAFETY: only async-signal-safe calls (dup/dup2/fcntl/close) between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move the sources above the target range first (collision-safe), then down.
-            let mut high = [0 as RawFd; 8];
-            for (i, &fd) in fds.iter().enumerate() {
-                let h = libc::fcntl(fd, libc::F_DUPFD, 100);
-                if h < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                high[i] = h;
-            }
-            for i in 0..8 {
-                libc::close(3 + i as RawFd);
-            }
-            for (i, &h) in high.iter().take(fds.len()).enumerate() {
-                if libc::dup2(h, 3 + i as RawFd) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(h);
-            }
-            Ok(())
-        });
-    }
-    ServerFamily::spawn("direct", cmd).expect("spawn hello")
+    spawn_with_fds("direct", &hello_bin(), fds, env, listen_pid_self, args)
 }
 
 /// Outcome of a run expected to fail.

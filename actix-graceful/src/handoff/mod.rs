@@ -8,6 +8,7 @@ mod spawn;
 use std::{ffi::OsString, io, path::PathBuf, time::Duration};
 
 pub(crate) use ready::{has_predecessor, report_ready, take_report_fd, Cancel, Readiness};
+pub(crate) use spawn::READY_FD_VAR;
 
 use crate::{registry, signals, UpgradeError};
 

@@ -21,7 +21,7 @@ use nix::{
     unistd::{pipe2, Pid},
 };
 
-use crate::inherit::LISTEN_FDS_START;
+use crate::{inherit::LISTEN_FDS_START, process::GENERATION_VAR};
 
 /// The variable that tells a successor which fd is its readiness pipe.
 pub(crate) const READY_FD_VAR: &str = "ACTIX_GRACEFUL_READY_FD";
@@ -103,7 +103,13 @@ impl Spawn {
             .filter(|(k, _)| {
                 !matches!(
                     k.to_str(),
-                    Some("LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES" | READY_FD_VAR)
+                    Some(
+                        "LISTEN_FDS"
+                            | "LISTEN_PID"
+                            | "LISTEN_FDNAMES"
+                            | READY_FD_VAR
+                            | GENERATION_VAR
+                    )
                 ) && !env_changes.iter().any(|(name, _)| k == name)
             })
             .map(|(k, v)| {
@@ -121,6 +127,10 @@ impl Spawn {
         env.push(cstring(format!("LISTEN_FDS={n}").as_bytes())?);
         env.push(cstring(format!("LISTEN_FDNAMES={names}").as_bytes())?);
         env.push(cstring(format!("{READY_FD_VAR}={ready_fd}").as_bytes())?);
+        let generation = crate::process::startup().generation + 1;
+        env.push(cstring(
+            format!("{GENERATION_VAR}={generation}").as_bytes(),
+        )?);
 
         let mut pid_entry = LISTEN_PID_PREFIX.to_vec();
         pid_entry.resize(LISTEN_PID_PREFIX.len() + 24, 0);

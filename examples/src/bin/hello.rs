@@ -5,14 +5,18 @@
 //! kill -USR2 <pid>     # live upgrade to the binary now at the same path
 //! ```
 //!
-//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`.
+//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`
+//! (always 200 while the process answers), `/ready` (the readiness probe:
+//! `actix_graceful::readiness`, 503 from SIGTERM on).
 //! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
 //! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
 //! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
 //! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
-//! result), `--keeper` (keeper mode: this process stays, holds the sockets and runs the server
-//! as its child; for supervisors and containers that must see one pid). Logs with `RUST_LOG`.
+//! result), `--pre-stop-ms N` (on SIGTERM, serve N ms more before draining), `--fd-store` (hand
+//! the listeners to systemd's fd store), `--keeper` (keeper mode: this process stays, holds the
+//! sockets and runs the server as its child; for supervisors and containers that must see one
+//! pid). Logs with `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -30,6 +34,8 @@ struct Options {
     pid_file: Option<String>,
     upgrade_signal: Option<i32>,
     admin: bool,
+    pre_stop: Option<Duration>,
+    fd_store: bool,
     keeper: bool,
 }
 
@@ -44,6 +50,8 @@ fn parse_args() -> Result<Options, String> {
         pid_file: None,
         upgrade_signal: None,
         admin: false,
+        pre_stop: None,
+        fd_store: false,
         keeper: false,
     };
     let mut args = std::env::args().skip(1);
@@ -79,9 +87,11 @@ fn parse_args() -> Result<Options, String> {
                 })
             }
             "--admin" => opts.admin = true,
+            "--pre-stop-ms" => opts.pre_stop = Some(millis(value()?)?),
+            "--fd-store" => opts.fd_store = true,
             "--keeper" => opts.keeper = true,
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--keeper]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -156,6 +166,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     if let Some(p) = &opts.pid_file {
         graceful = graceful.pid_file(p);
     }
+    if let Some(t) = opts.pre_stop {
+        graceful = graceful.pre_stop_delay(t);
+    }
+    graceful = graceful.fd_store(opts.fd_store);
 
     if let Some(signal) = opts.upgrade_signal {
         graceful = graceful.upgrade_signal(signal);
@@ -168,7 +182,8 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             .wrap(actix_graceful::LameDuck)
             .route("/", web::get().to(|| async { reply() }))
             .route("/sleep", web::get().to(sleep))
-            .route("/health", web::get().to(health));
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(actix_graceful::readiness));
         match upgrades.clone() {
             Some(handle) => app
                 .app_data(web::Data::new(handle))

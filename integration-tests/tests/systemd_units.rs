@@ -1,0 +1,179 @@
+//! The example units in `examples/systemd/`: checked by the real `systemd-analyze verify`
+//! (unknown keys, bad values, missing binaries, broken references between the units), and their
+//! `ExecStart=` command lines run for real: `hello.service`'s directly, the socket-activated
+//! pair's under `systemd-socket-activate` with the `.socket` units' names.
+
+use integration_tests::activation::socket_activate;
+use integration_tests::hello::{wait_startup, Hello};
+use integration_tests::http::{get_once, Target};
+use integration_tests::reaper::{Exit, Gone};
+use integration_tests::{free_port, heavy_lock, hello_bin, signal, TempDir};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(15);
+const INSTALLED: &str = "/usr/local/bin/hello";
+
+fn units_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/systemd")
+}
+
+fn unit(name: &str) -> String {
+    std::fs::read_to_string(units_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The arguments of the unit's `ExecStart=` after the binary.
+fn exec_args(unit_text: &str) -> Vec<String> {
+    let line = unit_text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart= line");
+    let mut words = line.split_whitespace().map(String::from);
+    assert_eq!(words.next().as_deref(), Some(INSTALLED));
+    words.collect()
+}
+
+/// The major version `systemd-analyze --version` prints (`systemd 252 (...)`).
+fn systemd_version() -> u32 {
+    let out = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .expect("run systemd-analyze (install the `systemd` package)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected version output {text:?}"))
+}
+
+#[test]
+fn units_pass_systemd_analyze_verify() {
+    let version = systemd_version();
+    let dir = TempDir::new("units");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(units_dir()).expect("examples/systemd") {
+        let path = entry.expect("dir entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).expect("read unit");
+        let bin = hello_bin();
+        std::fs::write(
+            dir.join(&name),
+            text.replace(INSTALLED, &bin.display().to_string()),
+        )
+        .expect("write unit copy");
+        names.push(name);
+    }
+    names.sort();
+    assert!(names.len() >= 4, "units: {names:?}");
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&names)
+        .current_dir(dir.path())
+        .output()
+        .expect("run systemd-analyze verify");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("systemd {version}; verify {names:?}:\n{stderr}");
+    // Settings newer than this machine's systemd are reported as unknown; nothing else may be.
+    let newer = [
+        (253, "notify-reload"),
+        (253, "'ReloadSignal'"),
+        (254, "'FileDescriptorStorePreserve'"),
+    ];
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !newer.iter().any(|(v, key)| version < *v && l.contains(key)))
+        .collect();
+    assert!(out.status.success(), "verify failed:\n{stderr}");
+    assert!(
+        complaints.is_empty(),
+        "systemd-analyze verify:\n{complaints:#?}"
+    );
+}
+
+#[test]
+fn hello_service_command_line_serves_and_writes_its_pid_file() {
+    let _g = heavy_lock();
+    let dir = TempDir::new("unit-run");
+    let port = free_port();
+    let pid_file = dir.join("hello.pid");
+    let args: Vec<String> = exec_args(&unit("hello.service"))
+        .into_iter()
+        .map(|a| match a.as_str() {
+            "0.0.0.0:8080" => format!("127.0.0.1:{port}"),
+            "/run/hello/hello.pid" => pid_file.display().to_string(),
+            _ => a,
+        })
+        .collect();
+    println!("hello {}", args.join(" "));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let h = Hello::start(&hello_bin(), &args);
+    let r = get_once(&h.target, "/", T).expect("GET /");
+    assert_eq!((r.status, r.pid), (200, Some(h.pid())));
+    // Written once serving, just after the start-up line.
+    let deadline = std::time::Instant::now() + T;
+    let written = loop {
+        match std::fs::read_to_string(&pid_file) {
+            Ok(s) => break s,
+            Err(e) if std::time::Instant::now() > deadline => panic!("pid file: {e}"),
+            Err(_) => integration_tests::sleep_ms(10),
+        }
+    };
+    assert_eq!(written.trim(), h.pid().to_string());
+    assert!(signal(h.pid(), Signal::SIGTERM));
+    assert_eq!(
+        h.family.wait_gone(h.pid(), T),
+        Some(Gone::Reaped(Exit::Code(0)))
+    );
+}
+
+#[test]
+fn socket_activated_units_hand_hello_its_named_sockets() {
+    let _g = heavy_lock();
+    let public = free_port();
+    let admin = free_port();
+    // The .socket units' names, in the order systemd would pass them.
+    let name_of = |socket_unit: &str| {
+        unit(socket_unit)
+            .lines()
+            .find_map(|l| l.strip_prefix("FileDescriptorName="))
+            .map(str::to_owned)
+            .expect("FileDescriptorName=")
+    };
+    let fdnames = format!(
+        "--fdname={}:{}",
+        name_of("hello-public.socket"),
+        name_of("hello-admin.socket")
+    );
+    let args: Vec<String> = exec_args(&unit("hello-activated.service"))
+        .into_iter()
+        // Different ports than the unit's fallbacks: only the names can find the sockets.
+        .map(|a| a.replace("8080", "1").replace("8081", "2"))
+        .collect();
+    let listen = [format!("127.0.0.1:{public}"), format!("127.0.0.1:{admin}")];
+    let fam = socket_activate(&listen, &[fdnames], &hello_bin(), &args);
+    // The launcher starts the service on the first connection.
+    let public_target = Target::parse(&listen[0]).unwrap();
+    let r = get_once(&public_target, "/", T).expect("GET / on the public socket");
+    let st = wait_startup(&fam, 0, T)
+        .unwrap_or_else(|| panic!("no startup line\n{}", fam.output_tail(20)));
+    println!("{}", st.line);
+    assert_eq!(r.pid, Some(st.pid));
+    let addrs: Vec<(String, bool)> = st
+        .listeners
+        .iter()
+        .map(|l| (l.addr.clone(), l.inherited))
+        .collect();
+    assert_eq!(
+        addrs,
+        [(listen[0].clone(), true), (listen[1].clone(), true)],
+        "both sockets taken over by name"
+    );
+    let admin_target = Target::parse(&listen[1]).unwrap();
+    let r = get_once(&admin_target, "/health", T).expect("GET /health on the admin socket");
+    assert_eq!(r.status, 200);
+    assert!(signal(st.pid, Signal::SIGTERM));
+    assert_eq!(fam.wait_gone(st.pid, T), Some(Gone::Reaped(Exit::Code(0))));
+}
