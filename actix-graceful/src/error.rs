@@ -221,6 +221,14 @@ pub enum UpgradeError {
     },
     /// The server is not running (it stopped, or the handle outlived it).
     NotRunning,
+    /// This process is a generation run by a keeper (see [`Graceful::keeper`]): the upgrade
+    /// was passed on to the keeper, which logs how it went.
+    ///
+    /// [`Graceful::keeper`]: crate::Graceful::keeper
+    UnderKeeper {
+        /// The keeper's process id.
+        keeper: i32,
+    },
 }
 
 impl fmt::Display for UpgradeError {
@@ -250,6 +258,10 @@ impl fmt::Display for UpgradeError {
                 "successor pid={pid} was not ready within {timeout:?}; killed it"
             ),
             UpgradeError::NotRunning => f.write_str("the server is not running"),
+            UpgradeError::UnderKeeper { keeper } => write!(
+                f,
+                "this process runs under the keeper pid={keeper}: the upgrade was passed on to it"
+            ),
         }
     }
 }

@@ -17,6 +17,9 @@
 //!   ([`LameDuck`]) and drains its in-flight requests. A successor that fails to start, exits
 //!   or is not ready in time is killed and reaped; the old process serves on as if nothing
 //!   happened.
+//! - [`Graceful::keeper`] turns on keeper mode for foreground supervisors and containers: the
+//!   first process stays as a thin keeper holding the sockets and runs each generation as its
+//!   child, so the supervised pid never changes across upgrades and crashes.
 //!
 //! # Example
 //!
@@ -56,6 +59,8 @@ mod handoff;
 mod health;
 #[cfg(unix)]
 mod inherit;
+#[cfg(unix)]
+mod keeper;
 mod lame_duck;
 #[cfg(unix)]
 mod notify;

@@ -24,7 +24,9 @@ use crate::{
     glue::{sealed::Token, HttpServerExt},
     handoff::{self, Cancel, Plan, Readiness},
     health::{self, State},
-    inherit, lame_duck,
+    inherit,
+    keeper::{self, Mode, Role},
+    lame_duck,
     notify::{self, sd_notify, PidFile},
     process, registry,
     signals::{self, Event, Signals},
@@ -70,6 +72,7 @@ pub struct Graceful {
     pid_file: Option<PidFile>,
     pre_stop_delay: Duration,
     fd_store: bool,
+    keeper: Mode,
     commands: mpsc::UnboundedReceiver<Reply>,
     handle: UpgradeHandle,
 }
@@ -96,6 +99,7 @@ impl Graceful {
             pid_file: None,
             pre_stop_delay: Duration::ZERO,
             fd_store: false,
+            keeper: Mode::Off,
             commands,
             handle: UpgradeHandle { tx },
         }
@@ -198,6 +202,44 @@ impl Graceful {
         self
     }
 
+    /// Keeper mode, for foreground supervisors (supervisord, runit, s6, Docker, PID 1 in a
+    /// container) that must see one pid for the life of the service (default: off).
+    ///
+    /// The process started by the supervisor binds the listeners (`graceful_bind*`), then in
+    /// [`run`](Self::run) becomes a thin keeper: it starts no actix worker and serves nothing,
+    /// holds the sockets and runs the server as its child, a *generation*, started with the
+    /// same executable, arguments and handoff as a successor. The upgrade signal sent to the
+    /// keeper starts a new generation and drains the old one once the new one is ready; sent to
+    /// a generation, it is passed on to the keeper. A generation that dies is replaced from the
+    /// held sockets (clients queue meanwhile); after 5 failures in a row (each a start that
+    /// never got ready, or a generation that died within 10 s) the keeper gives up. SIGTERM,
+    /// SIGINT and SIGQUIT go to the generations; the keeper reaps them (and, as PID 1, any
+    /// orphan) and ends the process with the last generation's exit status (128 + the signal
+    /// number when it was killed), like `exit`; with 1 when it gave up. The keeper alone writes
+    /// the pid file and talks to systemd (`READY=1`, `RELOADING=1`, `STOPPING=1`, `MAINPID=`
+    /// the keeper); generations get no `NOTIFY_SOCKET`.
+    ///
+    /// Everything `main` does before `run` happens in the keeper too: keep expensive set-up in
+    /// the app factory or after `run` starts.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use actix_graceful::{Graceful, GracefulBind as _};
+    /// use actix_web::{App, HttpServer};
+    ///
+    /// #[actix_web::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let server = HttpServer::new(|| App::new().wrap(actix_graceful::LameDuck))
+    ///         .graceful_bind("0.0.0.0:8080")?;
+    ///     Graceful::new().keeper(true).run(server).await
+    /// }
+    /// ```
+    pub fn keeper(mut self, on: bool) -> Self {
+        self.keeper = if on { Mode::On } else { Mode::Off };
+        self
+    }
+
     /// A handle to trigger upgrades from code, e.g. an admin endpoint. Take it before
     /// [`run`](Self::run).
     #[must_use]
@@ -213,8 +255,19 @@ impl Graceful {
     /// should then let the process exit.
     ///
     /// # Errors
-    /// The signal handlers cannot be installed, or actix fails to start its workers.
-    pub async fn run(self, server: impl HttpServerExt) -> io::Result<()> {
+    /// The signal handlers cannot be installed, or actix fails to start its workers. In keeper
+    /// mode: the keeper cannot set up, or a generation finds its keeper gone.
+    pub async fn run(mut self, server: impl HttpServerExt) -> io::Result<()> {
+        if self.keeper == Mode::On {
+            match keeper::role()? {
+                Role::Keeper => return self.keep(server).await,
+                Role::Generation(pid) => {
+                    keeper::attach(pid)?;
+                    self.keeper = Mode::Under(pid);
+                    self.pid_file = None; // the keeper's
+                }
+            }
+        }
         let signals = Signals::install(self.upgrade_signal)?;
         let shutdown_secs = self
             .shutdown_timeout
@@ -231,6 +284,40 @@ impl Graceful {
         let task = actix_rt::spawn(server);
         self.serving();
         Controller::new(self, handle, signals).run(task).await
+    }
+
+    /// Keeper mode's keeper: never starts `server` (no worker runs here); the registry holds the
+    /// listeners for the generations.
+    async fn keep(self, server: impl HttpServerExt) -> io::Result<()> {
+        drop(server);
+        inherit::close_unclaimed();
+        let plan = self.plan();
+        let pid_file = self.pid_file.clone();
+        let code = actix_rt::task::spawn_blocking(move || keeper::run(plan, pid_file))
+            .await
+            .map_err(io::Error::other)??;
+        if code != 0 {
+            // The supervisor must see the generation's status, which io::Error cannot carry.
+            std::process::exit(code);
+        }
+        Ok(())
+    }
+
+    /// How to start a successor (or a generation).
+    fn plan(&self) -> Plan {
+        let startup = process::startup();
+        Plan {
+            exe: self
+                .successor
+                .clone()
+                .unwrap_or_else(|| startup.exe.clone()),
+            args: startup.args.clone(),
+            cwd: startup.cwd.clone(),
+            upgrade_signal: self.upgrade_signal,
+            readiness: self.readiness,
+            timeout: self.upgrade_timeout,
+            env: Vec::new(),
+        }
     }
 
     fn serving(&self) {
@@ -368,18 +455,7 @@ enum Step {
 
 impl Controller {
     fn new(config: Graceful, handle: ServerHandle, signals: Signals) -> Self {
-        let startup = process::startup();
-        let plan = Plan {
-            exe: config
-                .successor
-                .clone()
-                .unwrap_or_else(|| startup.exe.clone()),
-            args: startup.args.clone(),
-            cwd: startup.cwd.clone(),
-            upgrade_signal: config.upgrade_signal,
-            readiness: config.readiness,
-            timeout: config.upgrade_timeout,
-        };
+        let plan = config.plan();
         Controller {
             config,
             handle,
@@ -483,6 +559,15 @@ impl Controller {
     }
 
     fn start_upgrade(&mut self, reply: Option<Reply>) {
+        if let Mode::Under(keeper) = self.config.keeper {
+            keeper::forward_upgrade(keeper, self.config.upgrade_signal);
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(UpgradeError::UnderKeeper {
+                    keeper: keeper.as_raw(),
+                }));
+            }
+            return;
+        }
         let refuse = if self.draining || self.terminating {
             Some(UpgradeError::Draining)
         } else if self.upgrading.is_some() {

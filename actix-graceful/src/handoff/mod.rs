@@ -21,6 +21,9 @@ pub(crate) struct Plan {
     pub(crate) upgrade_signal: i32,
     pub(crate) readiness: Readiness,
     pub(crate) timeout: Duration,
+    /// Variables to set (`Some`) or remove (`None`) in the successor's environment, on top of
+    /// this process's own (keeper mode uses it).
+    pub(crate) env: Vec<(&'static str, Option<String>)>,
 }
 
 /// Starts the successor with every registered listener and waits until it is ready, or until
@@ -42,6 +45,7 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
         &plan.args,
         &plan.cwd,
         &listeners,
+        &plan.env,
         signals::successor_mask(plan.upgrade_signal),
     )
     .map_err(UpgradeError::Spawn)?;

@@ -14,7 +14,8 @@
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
 //! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
 //! result), `--pre-stop-ms N` (on SIGTERM, serve N ms more before draining), `--fd-store` (hand
-//! the listeners to systemd's fd store). Logs with `RUST_LOG`.
+//! the listeners to systemd's fd store), `--keeper` (keeper mode: this process stays, holds the sockets and runs the server
+//! as its child; for supervisors and containers that must see one pid). Logs with `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -34,6 +35,7 @@ struct Options {
     admin: bool,
     pre_stop: Option<Duration>,
     fd_store: bool,
+    keeper: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Options, String> {
         admin: false,
         pre_stop: None,
         fd_store: false,
+        keeper: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -85,8 +88,9 @@ fn parse_args() -> Result<Options, String> {
             "--admin" => opts.admin = true,
             "--pre-stop-ms" => opts.pre_stop = Some(millis(value()?)?),
             "--fd-store" => opts.fd_store = true,
+            "--keeper" => opts.keeper = true,
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -169,6 +173,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     if let Some(signal) = opts.upgrade_signal {
         graceful = graceful.upgrade_signal(signal);
     }
+    graceful = graceful.keeper(opts.keeper);
     let upgrades = opts.admin.then(|| graceful.handle());
 
     let mut server = HttpServer::new(move || {
