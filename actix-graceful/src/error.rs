@@ -221,6 +221,9 @@ pub enum UpgradeError {
     },
     /// The server is not running (it stopped, or the handle outlived it).
     NotRunning,
+    /// The successor's environment file (`Graceful::successor_env_file`) cannot be read or
+    /// holds a malformed line; no successor was started.
+    EnvFile(io::Error),
 }
 
 impl fmt::Display for UpgradeError {
@@ -250,6 +253,7 @@ impl fmt::Display for UpgradeError {
                 "successor pid={pid} was not ready within {timeout:?}; killed it"
             ),
             UpgradeError::NotRunning => f.write_str("the server is not running"),
+            UpgradeError::EnvFile(err) => write!(f, "successor not started: {err}"),
         }
     }
 }
@@ -257,7 +261,9 @@ impl fmt::Display for UpgradeError {
 impl std::error::Error for UpgradeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            UpgradeError::Spawn(err) | UpgradeError::Exec { error: err, .. } => Some(err),
+            UpgradeError::Spawn(err)
+            | UpgradeError::Exec { error: err, .. }
+            | UpgradeError::EnvFile(err) => Some(err),
             _ => None,
         }
     }

@@ -2,12 +2,15 @@
 //! protocol, then wait until it reports ready. Blocking code, free of actix types; the server
 //! runs it on a blocking thread.
 
+mod env;
 mod ready;
 mod spawn;
 
 use std::{ffi::OsString, io, path::PathBuf, time::Duration};
 
-pub(crate) use ready::{has_predecessor, report_ready, take_report_fd, Cancel, Readiness};
+pub(crate) use ready::{
+    exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
+};
 
 use crate::{registry, signals, UpgradeError};
 
@@ -20,6 +23,8 @@ pub(crate) struct Plan {
     pub(crate) upgrade_signal: i32,
     pub(crate) readiness: Readiness,
     pub(crate) timeout: Duration,
+    /// `KEY=VALUE` file re-read at each upgrade, overriding the successor's environment.
+    pub(crate) env_file: Option<PathBuf>,
 }
 
 /// Starts the successor with every registered listener and waits until it is ready, or until
@@ -36,11 +41,16 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
     if listeners.is_empty() {
         return Err(UpgradeError::NoListeners);
     }
+    let env = match &plan.env_file {
+        Some(path) => env::read(path).map_err(UpgradeError::EnvFile)?,
+        None => Vec::new(),
+    };
     let spawn = spawn::Spawn::new(
         &plan.exe,
         &plan.args,
         &plan.cwd,
         &listeners,
+        &env,
         signals::successor_mask(plan.upgrade_signal),
     )
     .map_err(UpgradeError::Spawn)?;

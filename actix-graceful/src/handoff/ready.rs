@@ -211,6 +211,14 @@ fn try_reap(pid: Pid) -> Option<String> {
     }
 }
 
+/// Reaps the child `pid` if it has exited and says how it ended; `None` while it runs.
+pub(crate) fn exit_status(pid: i32) -> Option<String> {
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
+        Ok(status) => Some(describe(status)),
+    }
+}
+
 /// SIGKILLs and reaps `pid`, which did not get ready within `timeout`.
 pub(crate) fn kill_and_reap(pid: Pid, timeout: Duration) -> UpgradeError {
     let _ = kill(pid, Signal::SIGKILL);

@@ -74,8 +74,8 @@ pub(crate) struct ChildFailed {
 
 impl Spawn {
     /// Prepares the start of `exe` with `args` (argv[0] included) in `cwd`, the environment of
-    /// this process less any `LISTEN_*` and readiness variable, and the listeners `fds` named
-    /// `names`.
+    /// this process less any `LISTEN_*` and readiness variable, with `env` set over it, and the
+    /// listeners `fds` named `names`.
     ///
     /// # Errors
     /// A path, argument or name holds a NUL byte.
@@ -84,6 +84,7 @@ impl Spawn {
         args: &[OsString],
         cwd: &Path,
         listeners: &[(RawFd, String)],
+        env: &[(OsString, OsString)],
         upgrade_signal_mask: SigSet,
     ) -> io::Result<Self> {
         let n = listeners.len();
@@ -98,13 +99,15 @@ impl Spawn {
             .iter()
             .map(|a| cstring(a.as_bytes()))
             .collect::<io::Result<Vec<_>>>()?;
+        let overrides = env;
         let mut env = std::env::vars_os()
             .filter(|(k, _)| {
                 !matches!(
                     k.to_str(),
                     Some("LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES" | READY_FD_VAR)
-                )
+                ) && !overrides.iter().any(|(o, _)| o == k)
             })
+            .chain(overrides.iter().cloned())
             .map(|(k, v)| {
                 let mut entry = k.into_vec();
                 entry.push(b'=');

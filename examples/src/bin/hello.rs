@@ -5,13 +5,15 @@
 //! kill -USR2 <pid>     # live upgrade to the binary now at the same path
 //! ```
 //!
-//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`.
+//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`,
+//! `/env?name=X` (the value of environment variable X, 404 when unset).
 //! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
 //! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
 //! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
 //! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
-//! result). Logs with `RUST_LOG`.
+//! result), `--env-file PATH` (`KEY=VALUE` lines set over a successor's environment, re-read at
+//! every upgrade). Logs with `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -29,6 +31,7 @@ struct Options {
     pid_file: Option<String>,
     upgrade_signal: Option<i32>,
     admin: bool,
+    env_file: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -42,6 +45,7 @@ fn parse_args() -> Result<Options, String> {
         pid_file: None,
         upgrade_signal: None,
         admin: false,
+        env_file: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -76,8 +80,9 @@ fn parse_args() -> Result<Options, String> {
                 })
             }
             "--admin" => opts.admin = true,
+            "--env-file" => opts.env_file = Some(value()?),
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--env-file PATH]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -127,6 +132,18 @@ async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
+async fn env(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+    let pid = std::process::id().to_string();
+    match query.get("name").and_then(std::env::var_os) {
+        Some(value) => HttpResponse::Ok()
+            .insert_header(("X-Pid", pid))
+            .body(value.to_string_lossy().into_owned()),
+        None => HttpResponse::NotFound()
+            .insert_header(("X-Pid", pid))
+            .finish(),
+    }
+}
+
 /// Upgrades through the handle; answers with the successor's pid or why there is none.
 async fn admin_upgrade(handle: web::Data<UpgradeHandle>) -> HttpResponse {
     match handle.upgrade().await {
@@ -152,6 +169,9 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     if let Some(p) = &opts.pid_file {
         graceful = graceful.pid_file(p);
     }
+    if let Some(p) = &opts.env_file {
+        graceful = graceful.successor_env_file(p);
+    }
 
     if let Some(signal) = opts.upgrade_signal {
         graceful = graceful.upgrade_signal(signal);
@@ -163,7 +183,8 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             .wrap(actix_graceful::LameDuck)
             .route("/", web::get().to(|| async { reply() }))
             .route("/sleep", web::get().to(sleep))
-            .route("/health", web::get().to(health));
+            .route("/health", web::get().to(health))
+            .route("/env", web::get().to(env));
         match upgrades.clone() {
             Some(handle) => app
                 .app_data(web::Data::new(handle))
