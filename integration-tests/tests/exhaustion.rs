@@ -8,11 +8,9 @@
 //! cannot accept a new connection either (actix retries the accept), which is the kernel's
 //! doing, not the handoff's.
 
-use integration_tests::hello::{upgrade, Hello, UpgradeOpts};
+use integration_tests::hello::{upgrade, upgrade_must_fail, Hello, UpgradeOpts};
 use integration_tests::reaper::{Exit, Gone};
-use integration_tests::{heavy_lock, hello_bin, procfs, signal, sleep_ms, Load, LoadConfig};
-use nix::sys::signal::Signal;
-use std::time::Duration;
+use integration_tests::{heavy_lock, hello_bin, procfs, sleep_ms, Load, LoadConfig};
 
 /// Sets the soft `RLIMIT_NOFILE` of `pid` (hard limit unchanged); returns the previous soft one.
 fn set_soft_nofile(pid: i32, soft: u64) -> u64 {
@@ -57,22 +55,6 @@ fn assert_load_progresses(load: &Load, what: &str) {
     );
 }
 
-fn failed_upgrade_line(h: &Hello, pid: i32) -> String {
-    let mark = h.family.stderr.len();
-    assert!(signal(pid, Signal::SIGUSR2));
-    let (_, line) = h
-        .family
-        .stderr
-        .wait_for_line(
-            mark,
-            |l| l.contains("upgrade failed"),
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|| panic!("no `upgrade failed` line\n{}", h.family.output_tail(20)));
-    println!("{line}");
-    line
-}
-
 #[test]
 fn fd_exhaustion_fails_the_upgrade_cleanly_and_the_old_process_serves_on() {
     let _g = heavy_lock();
@@ -89,7 +71,8 @@ fn fd_exhaustion_fails_the_upgrade_cleanly_and_the_old_process_serves_on() {
     let first_free = free_fds(pid, 1)[0];
     let original = set_soft_nofile(pid, first_free as u64);
     println!("old process: {fds_before} fds, soft RLIMIT_NOFILE {original} -> {first_free}");
-    let line = failed_upgrade_line(&h, pid);
+    let line = upgrade_must_fail(&h.family, pid);
+    println!("{line}");
     assert!(
         line.contains("cannot start the successor") && line.contains("Too many open files"),
         "{line}"
@@ -102,7 +85,8 @@ fn fd_exhaustion_fails_the_upgrade_cleanly_and_the_old_process_serves_on() {
     let four = free_fds(pid, 4);
     set_soft_nofile(pid, four[3] as u64 + 1);
     println!("soft RLIMIT_NOFILE -> {} (free fds {four:?})", four[3] + 1);
-    let line = failed_upgrade_line(&h, pid);
+    let line = upgrade_must_fail(&h.family, pid);
+    println!("{line}");
     assert!(
         line.contains("cannot place the listeners") && line.contains("Too many open files"),
         "{line}"
