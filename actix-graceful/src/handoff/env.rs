@@ -182,3 +182,76 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the environment-file parser. Bounded case counts: they run in `cargo test`.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn key() -> impl Strategy<Value = String> {
+        let first: Vec<char> = ('A'..='Z').chain('a'..='z').chain(['_']).collect();
+        let rest: Vec<char> = first.iter().copied().chain('0'..='9').collect();
+        (
+            proptest::sample::select(first),
+            proptest::collection::vec(proptest::sample::select(rest), 0..12),
+        )
+            .prop_map(|(f, r)| std::iter::once(f).chain(r).collect())
+            .prop_filter("reserved", |k: &String| !RESERVED.contains(&k.as_str()))
+    }
+
+    /// Any bytes but newline and NUL, not ending in `\r`.
+    fn value() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            any::<u8>().prop_filter("nl/nul", |b| *b != b'\n' && *b != 0),
+            0..30,
+        )
+        .prop_filter("trailing CR", |v| v.last() != Some(&b'\r'))
+    }
+
+    /// Lines that look like env files: pairs, comments, blanks, garbage.
+    fn lines() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            (key(), value()).prop_map(|(k, v)| [k.into_bytes(), b"=".to_vec(), v].concat()),
+            value().prop_map(|v| [b"#".to_vec(), v].concat()),
+            Just(b"  ".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..20),
+        ];
+        proptest::collection::vec(line, 0..10).prop_map(|ls| ls.join(&b'\n'))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_input_never_panics_and_ok_means_valid(bytes in lines()) {
+            if let Ok(pairs) = parse(&bytes) {
+                for (k, v) in &pairs {
+                    prop_assert!(key_is_valid(k.as_encoded_bytes()));
+                    prop_assert!(!v.as_encoded_bytes().contains(&0));
+                    prop_assert!(!RESERVED.contains(&k.to_str().unwrap()));
+                }
+                let mut keys: Vec<_> = pairs.iter().map(|(k, _)| k).collect();
+                keys.sort();
+                keys.dedup();
+                prop_assert_eq!(keys.len(), pairs.len(), "one entry per key");
+            }
+        }
+
+        #[test]
+        fn written_pairs_read_back_last_wins(
+            pairs in proptest::collection::vec((key(), value()), 0..12)
+        ) {
+            let text: Vec<u8> = pairs
+                .iter()
+                .flat_map(|(k, v)| [k.as_bytes(), b"=", v, b"\n"].concat())
+                .collect();
+            let mut want: Vec<(OsString, OsString)> = Vec::new();
+            for (k, v) in &pairs {
+                want.retain(|(wk, _)| wk.to_str() != Some(k.as_str()));
+                want.push((OsString::from(k), OsString::from_vec(v.clone())));
+            }
+            prop_assert_eq!(parse(&text).unwrap(), want);
+        }
+    }
+}
