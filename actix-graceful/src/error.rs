@@ -229,6 +229,9 @@ pub enum UpgradeError {
         /// The keeper's process id.
         keeper: i32,
     },
+    /// The successor's environment file (`Graceful::successor_env_file`) cannot be read or
+    /// holds a malformed line; no successor was started.
+    EnvFile(io::Error),
 }
 
 impl fmt::Display for UpgradeError {
@@ -262,6 +265,7 @@ impl fmt::Display for UpgradeError {
                 f,
                 "this process runs under the keeper pid={keeper}: the upgrade was passed on to it"
             ),
+            UpgradeError::EnvFile(err) => write!(f, "successor not started: {err}"),
         }
     }
 }
@@ -269,7 +273,9 @@ impl fmt::Display for UpgradeError {
 impl std::error::Error for UpgradeError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            UpgradeError::Spawn(err) | UpgradeError::Exec { error: err, .. } => Some(err),
+            UpgradeError::Spawn(err)
+            | UpgradeError::Exec { error: err, .. }
+            | UpgradeError::EnvFile(err) => Some(err),
             _ => None,
         }
     }

@@ -57,9 +57,15 @@ impl std::fmt::Display for State {
     }
 }
 
-/// Moves the process to `next`; never back to an earlier state.
+/// Moves the process to `next`; never back to an earlier state (but see [`resume`]).
 pub(crate) fn advance(next: State) {
     STATE.fetch_max(next as u8, Ordering::SeqCst);
+}
+
+/// Back to [`State::Serving`]: a successor died during the handoff and this process took the
+/// listeners back.
+pub(crate) fn resume() {
+    STATE.store(State::Serving as u8, Ordering::SeqCst);
 }
 
 /// What this process is doing: [`State::Serving`] until it is asked to stop or hands over.

@@ -388,3 +388,76 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the `LISTEN_*` parser on arbitrary and on well-formed input. Bounded case
+/// counts: they run in `cargo test`.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::ffi::OsStrExt as _;
+
+    /// Garbage, numbers (also huge and negative), and colon-joined names.
+    fn value() -> impl Strategy<Value = Option<Vec<u8>>> {
+        proptest::option::of(prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+            (0u32..40).prop_map(|n| n.to_string().into_bytes()),
+            proptest::collection::vec(name(), 0..6).prop_map(|v| v.join(":").into_bytes()),
+        ])
+    }
+
+    /// A valid fd name: printable ASCII without `:`, up to 255 bytes.
+    fn name() -> impl Strategy<Value = String> {
+        let chars: Vec<char> = (b' '..=b'~')
+            .filter(|&b| b != b':')
+            .map(char::from)
+            .collect();
+        proptest::collection::vec(proptest::sample::select(chars), 0..40)
+            .prop_map(|v| v.into_iter().collect())
+    }
+
+    fn os(v: &Option<Vec<u8>>) -> Option<&OsStr> {
+        v.as_deref().map(OsStr::from_bytes)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_input_never_panics_and_ok_means_consistent(
+            fds in value(), pid in value(), names in value(), own in any::<u32>()
+        ) {
+            if let Ok(got) = parse(os(&fds), os(&pid), os(&names), own) {
+                prop_assert!(got.len() <= MAX_LISTEN_FDS);
+                prop_assert!(got.iter().all(|n| name_is_valid(n)));
+                if !got.is_empty() {
+                    let count: usize = std::str::from_utf8(fds.as_deref().unwrap())
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    prop_assert_eq!(got.len(), count);
+                }
+            }
+        }
+
+        #[test]
+        fn well_formed_input_round_trips(
+            names in proptest::collection::vec(name(), 0..20), own in 1u32..
+        ) {
+            let count = names.len().to_string();
+            let joined = names.join(":");
+            let pid = own.to_string();
+            let got = parse(
+                Some(OsStr::new(&count)),
+                Some(OsStr::new(&pid)),
+                Some(OsStr::new(&joined)),
+                own,
+            );
+            prop_assert_eq!(got, Ok(names));
+            // Another process's variables are not ours, whatever they say.
+            let other = parse(Some(OsStr::new(&count)), Some(OsStr::new(&pid)), None, own ^ 1);
+            prop_assert_eq!(other, Ok(vec![]));
+        }
+    }
+}

@@ -22,6 +22,11 @@ pub(crate) fn begin() {
     DRAINING.store(true, Ordering::SeqCst);
 }
 
+/// Turns `Connection: close` off again (the successor died during the handoff).
+pub(crate) fn end() {
+    DRAINING.store(false, Ordering::SeqCst);
+}
+
 /// Whether any worker built an app wrapped in [`LameDuck`].
 pub(crate) fn installed() -> bool {
     INSTALLED.load(Ordering::SeqCst)

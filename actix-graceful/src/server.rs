@@ -68,6 +68,7 @@ pub struct Graceful {
     lame_duck: Duration,
     upgrade_signal: i32,
     successor: Option<PathBuf>,
+    env_file: Option<PathBuf>,
     readiness: Readiness,
     pid_file: Option<PidFile>,
     pre_stop_delay: Duration,
@@ -95,6 +96,7 @@ impl Graceful {
             lame_duck: DEFAULT_LAME_DUCK,
             upgrade_signal: signals::DEFAULT_UPGRADE,
             successor: None,
+            env_file: None,
             readiness: Readiness::Pipe,
             pid_file: None,
             pre_stop_delay: Duration::ZERO,
@@ -151,6 +153,24 @@ impl Graceful {
     /// from. The arguments stay the same.
     pub fn successor_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.successor = Some(path.into());
+        self
+    }
+
+    /// Reads `path` at every upgrade, before the successor starts, and sets its `KEY=VALUE`
+    /// lines over the environment the successor inherits: the way to change configuration on
+    /// upgrade. Blank lines and `#` comments are skipped, `export ` before a key is allowed, the
+    /// value is the rest of the line as is (no quotes, no expansion), and the handoff's own
+    /// variables (`LISTEN_*`, `ACTIX_GRACEFUL_READY_FD`) cannot be set. A missing, unreadable
+    /// or malformed file fails that upgrade with [`UpgradeError::EnvFile`] (naming the line)
+    /// and this process keeps serving. This process's own environment never changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new().successor_env_file("/etc/app/env");
+    /// ```
+    pub fn successor_env_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.env_file = Some(path.into());
         self
     }
 
@@ -331,6 +351,7 @@ impl Graceful {
             readiness: self.readiness,
             timeout: self.upgrade_timeout,
             env: Vec::new(),
+            env_file: self.env_file.clone(),
         }
     }
 
@@ -367,6 +388,26 @@ impl Graceful {
 /// `STATUS=` for this process in `state`.
 fn status(state: &str) -> String {
     notify::status(process::startup().generation, std::process::id(), state)
+}
+
+/// Sleeps through the lame-duck `period`, checking every 10 ms whether `successor` (a child of
+/// this process) has exited; returns its pid and exit status if so.
+async fn watch_successor(successor: Option<i32>, period: Duration) -> Option<(i32, String)> {
+    let Some(pid) = successor else {
+        actix_rt::time::sleep(period).await;
+        return None;
+    };
+    let end = Instant::now() + period;
+    loop {
+        if let Some(status) = handoff::exit_status(pid) {
+            return Some((pid, status));
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        actix_rt::time::sleep(left.min(Duration::from_millis(10))).await;
+    }
 }
 
 /// Runs `server` with the default [`Graceful`] configuration.
@@ -453,6 +494,9 @@ struct Controller {
     terminating: bool,
     /// Under a keeper: the signal saying a newer generation serves (drain at once).
     replaced: Option<actix_rt::signal::unix::Signal>,
+    /// Resolves when the successor died during the lame-duck period and this process took the
+    /// listeners back (the successor's exit status).
+    taken_back: Option<oneshot::Receiver<(i32, String)>>,
 }
 
 struct Upgrade {
@@ -466,6 +510,7 @@ enum Step {
     Signal(Event),
     Command(Option<Reply>),
     Upgraded(Result<i32, UpgradeError>),
+    TakenBack((i32, String)),
     Stopped(io::Result<()>),
     Replaced,
 }
@@ -482,6 +527,7 @@ impl Controller {
             draining: false,
             terminating: false,
             replaced: None,
+            taken_back: None,
         }
     }
 
@@ -503,6 +549,14 @@ impl Controller {
                 if let Some(replaced) = &mut self.replaced {
                     if replaced.poll_recv(cx).is_ready() {
                         return Poll::Ready(Step::Replaced);
+                    }
+                }
+                if let Some(rx) = &mut self.taken_back {
+                    if let Poll::Ready(back) = Pin::new(rx).poll(cx) {
+                        self.taken_back = None;
+                        if let Ok(back) = back {
+                            return Poll::Ready(Step::TakenBack(back));
+                        }
                     }
                 }
                 if commands_open {
@@ -529,11 +583,13 @@ impl Controller {
                 Step::Command(None) => commands_open = false,
                 Step::Upgraded(result) => self.finish_upgrade(result),
                 Step::Replaced => {
-                    // As after our own handoff: no pre-stop delay, the newer one serves.
+                    // As after our own handoff: no pre-stop delay, the newer one serves. No
+                    // take-back either: should the newer one die, the keeper starts another.
                     log::info!("the keeper serves through a newer generation: draining");
                     self.terminating = true;
-                    self.drain(Duration::ZERO);
+                    self.drain(Duration::ZERO, None);
                 }
+                Step::TakenBack((pid, status)) => self.take_back(pid, &status),
                 Step::Signal(Event::Terminate) => {
                     log::info!("SIGTERM: stopping with a graceful drain");
                     self.terminating = true;
@@ -552,7 +608,7 @@ impl Controller {
                             )
                         };
                         sd_notify(&format!("STOPPING=1\n{}", status(&state)));
-                        self.drain(delay);
+                        self.drain(delay, None);
                     }
                 }
                 Step::Signal(Event::Force(name)) => {
@@ -636,6 +692,14 @@ impl Controller {
             return;
         };
         let ms = upgrade.started.elapsed().as_secs_f64() * 1000.0;
+        // A successor that died between its ready report and now must not be handed over to.
+        let result = result.and_then(|pid| match handoff::exit_status(pid) {
+            Some(status) => Err(UpgradeError::Exited {
+                pid,
+                status: format!("{status}, right after it reported ready"),
+            }),
+            None => Ok(pid),
+        });
         let reply = match result {
             Ok(pid) => {
                 log::info!("upgrade: successor pid={pid} ready after {ms:.1} ms; draining");
@@ -652,7 +716,7 @@ impl Controller {
                             &format!("serving; pid {} draining", std::process::id())
                         )
                     ));
-                    self.drain(Duration::ZERO);
+                    self.drain(Duration::ZERO, Some(pid));
                 }
                 Ok(pid as u32)
             }
@@ -678,14 +742,17 @@ impl Controller {
 
     /// After `delay` of normal service, stops accepting (a successor shares the accept queue),
     /// answers with `Connection: close` through the lame-duck period, then stops the workers
-    /// gracefully.
-    fn drain(&mut self, delay: Duration) {
+    /// gracefully. If `successor` dies during the lame-duck period, accepts again instead
+    /// ([`Self::take_back`]).
+    fn drain(&mut self, delay: Duration, successor: Option<i32>) {
         if self.draining {
             return;
         }
         self.draining = true;
         let handle = self.handle.clone();
         let lame_duck = self.config.lame_duck;
+        let (died, taken_back) = oneshot::channel();
+        self.taken_back = successor.map(|_| taken_back);
         actix_rt::spawn(async move {
             if !delay.is_zero() {
                 log::info!("pre-stop delay: serving {} ms more", delay.as_millis());
@@ -694,8 +761,38 @@ impl Controller {
             health::advance(State::Draining);
             handle.pause().await;
             lame_duck::begin();
-            actix_rt::time::sleep(lame_duck).await;
+            if let Some(back) = watch_successor(successor, lame_duck).await {
+                handle.resume().await;
+                lame_duck::end();
+                let _ = died.send(back);
+                return;
+            }
             handle.stop(true).await;
         });
+    }
+
+    /// The successor died while this process was in its lame-duck period: it accepts again
+    /// (see [`Self::drain`]) and is in charge once more.
+    fn take_back(&mut self, pid: i32, exit: &str) {
+        log::error!(
+            "upgrade: successor pid={pid} died during the handoff ({exit}); \
+             accepting again, still serving"
+        );
+        self.draining = false;
+        health::resume();
+        if let Some(pid_file) = &self.config.pid_file {
+            if let Err(e) = pid_file.write() {
+                log::error!("cannot rewrite pid file {}: {e}", pid_file.path().display());
+            }
+        }
+        // systemd hears this only with NotifyAccess=all: MAINPID= already named the successor.
+        sd_notify(&format!(
+            "MAINPID={}\nREADY=1\n{}",
+            std::process::id(),
+            status(&format!("serving again; successor pid {pid} died ({exit})"))
+        ));
+        if self.terminating {
+            self.drain(Duration::ZERO, None);
+        }
     }
 }

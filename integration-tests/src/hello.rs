@@ -288,6 +288,22 @@ pub fn wait_spawned(family: &ServerFamily, from: usize, timeout: Duration) -> Op
     Some(pid)
 }
 
+/// Send SIGUSR2 to `pid` and wait (10 s) for the `upgrade failed` log line, which it returns.
+/// Panics (with the output tail) when none comes.
+pub fn upgrade_must_fail(family: &ServerFamily, pid: i32) -> String {
+    let mark = family.stderr.len();
+    assert!(crate::signal(pid, Signal::SIGUSR2), "SIGUSR2 to {pid}");
+    let (_, line) = family
+        .stderr
+        .wait_for_line(
+            mark,
+            |l| l.contains("upgrade failed"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("no `upgrade failed` line\n{}", family.output_tail(20)));
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

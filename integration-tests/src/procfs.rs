@@ -158,3 +158,40 @@ fn status_field_kb(pid: i32, key: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Inodes of established TCP connections whose local port is `port` (IPv4 and IPv6): the
+/// connections a server on `port` accepted.
+pub fn tcp_established_inodes(port: u16) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(s) = fs::read_to_string(file) else {
+            continue;
+        };
+        for line in s.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || f[3] != "01" {
+                continue;
+            }
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                if let Ok(ino) = f[9].parse() {
+                    out.insert(ino);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How many connections accepted on `port` the process `pid` holds open (stop it first with
+/// SIGSTOP for an exact count).
+pub fn accepted_connections(pid: i32, port: u16) -> usize {
+    let established = tcp_established_inodes(port);
+    socket_inodes(pid)
+        .intersection(&established)
+        .filter(|&&ino| ino != 0)
+        .count()
+}

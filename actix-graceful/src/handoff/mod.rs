@@ -2,12 +2,15 @@
 //! protocol, then wait until it reports ready. Blocking code, free of actix types; the server
 //! runs it on a blocking thread.
 
+mod env;
 mod ready;
 mod spawn;
 
 use std::{ffi::OsString, io, path::PathBuf, time::Duration};
 
-pub(crate) use ready::{has_predecessor, report_ready, take_report_fd, Cancel, Readiness};
+pub(crate) use ready::{
+    exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
+};
 pub(crate) use spawn::READY_FD_VAR;
 
 use crate::{registry, signals, UpgradeError};
@@ -24,6 +27,8 @@ pub(crate) struct Plan {
     /// Variables to set (`Some`) or remove (`None`) in the successor's environment, on top of
     /// this process's own (keeper mode uses it).
     pub(crate) env: Vec<(&'static str, Option<String>)>,
+    /// `KEY=VALUE` file re-read at each upgrade, overriding the successor's environment.
+    pub(crate) env_file: Option<PathBuf>,
 }
 
 /// Starts the successor with every registered listener and waits until it is ready, or until
@@ -40,12 +45,27 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
     if listeners.is_empty() {
         return Err(UpgradeError::NoListeners);
     }
+    // The environment file first, then the crate's own changes (keeper mode), which win.
+    let mut env_changes: Vec<(OsString, Option<OsString>)> = match &plan.env_file {
+        Some(path) => env::read(path)
+            .map_err(UpgradeError::EnvFile)?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
+        None => Vec::new(),
+    };
+    env_changes.retain(|(k, _)| !plan.env.iter().any(|(name, _)| k == name));
+    env_changes.extend(
+        plan.env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), v.as_ref().map(OsString::from))),
+    );
     let spawn = spawn::Spawn::new(
         &plan.exe,
         &plan.args,
         &plan.cwd,
         &listeners,
-        &plan.env,
+        &env_changes,
         signals::successor_mask(plan.upgrade_signal),
     )
     .map_err(UpgradeError::Spawn)?;

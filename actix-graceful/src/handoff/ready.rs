@@ -65,12 +65,9 @@ pub(crate) fn take_report_fd(listen_fds: usize) {
     if !ours {
         return;
     }
-    let fd = match value.to_str().and_then(|v| v.parse::<RawFd>().ok()) {
-        Some(fd) if fd >= crate::inherit::LISTEN_FDS_START + listen_fds as RawFd => fd,
-        _ => {
-            log::warn!("ignoring {READY_FD_VAR}={value:?}: not an fd after the listeners");
-            return;
-        }
+    let Some(fd) = ready_fd_from(&value, listen_fds) else {
+        log::warn!("ignoring {READY_FD_VAR}={value:?}: not an fd after the listeners");
+        return;
     };
     match fstat(fd) {
         Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
@@ -84,6 +81,16 @@ pub(crate) fn take_report_fd(listen_fds: usize) {
     // open FIFO; nothing else in the process knows the number, so we own it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     *REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+}
+
+/// The fd named by a `ACTIX_GRACEFUL_READY_FD` value: a decimal number after the `listen_fds`
+/// listeners at `3..`.
+fn ready_fd_from(value: &std::ffi::OsStr, listen_fds: usize) -> Option<RawFd> {
+    let fd = value.to_str()?.parse::<RawFd>().ok()?;
+    let first_free = RawFd::try_from(listen_fds)
+        .ok()?
+        .checked_add(crate::inherit::LISTEN_FDS_START)?;
+    (fd >= first_free).then_some(fd)
 }
 
 /// Whether this process was started by a predecessor that waits for its readiness.
@@ -208,6 +215,14 @@ fn try_reap(pid: Pid) -> Option<String> {
         Ok(status) => Some(describe(status)),
         Err(Errno::ECHILD) => Some("already reaped".into()),
         Err(_) => None,
+    }
+}
+
+/// Reaps the child `pid` if it has exited and says how it ended; `None` while it runs.
+pub(crate) fn exit_status(pid: i32) -> Option<String> {
+    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) | Err(_) => None,
+        Ok(status) => Some(describe(status)),
     }
 }
 
@@ -344,5 +359,66 @@ mod tests {
             &Cancel::default(),
         );
         assert!(matches!(err, Err(UpgradeError::Exited { .. })));
+    }
+}
+
+/// Property tests: the readiness channel's two readers (the fd variable and the byte on the
+/// pipe) on arbitrary input. Bounded case counts: they run in `cargo test`.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _};
+
+    fn fd_values() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..12),
+            any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+            (0u32..64).prop_map(|n| n.to_string().into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn ready_fd_is_after_the_listeners_or_none(value in fd_values(), n in 0usize..20_000) {
+            let got = ready_fd_from(OsStr::from_bytes(&value), n);
+            if let Some(fd) = got {
+                prop_assert!(fd as usize >= 3 + n);
+                let parsed = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<RawFd>().ok());
+                prop_assert_eq!(parsed, Some(fd));
+            }
+        }
+    }
+
+    proptest! {
+        // Every case starts a process and a garbage byte costs the 200 ms grace: keep it small.
+        #![proptest_config(ProptestConfig::with_cases(8))]
+
+        /// Whatever a successor writes on the pipe, the parent is ready only on a leading `R`,
+        /// never panics, and leaves no child behind.
+        #[test]
+        fn only_a_leading_ready_byte_is_ready(bytes in proptest::collection::vec(
+            prop_oneof![Just(READY), any::<u8>()], 0..4)) {
+            // Close-on-exec, as in the library: the child must not hold the write end.
+            let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+            #[allow(clippy::zombie_processes)] // reaped by wait_ready / kill_and_reap below
+            let child = std::process::Command::new("/bin/sh")
+                .args(["-c", "sleep 30"])
+                .spawn()
+                .unwrap();
+            let pid = Pid::from_raw(child.id() as i32);
+            if !bytes.is_empty() {
+                nix::unistd::write(&w, &bytes).unwrap();
+            }
+            drop(w); // as a successor that wrote and exited or closed the pipe
+            let got = wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(5), &Cancel::default());
+            if got.is_ok() {
+                let _ = kill_and_reap(pid, Duration::ZERO);
+            }
+            prop_assert_eq!(got.is_ok(), bytes.first() == Some(&READY), "{:?}", got);
+            prop_assert_eq!(waitpid(pid, Some(WaitPidFlag::WNOHANG)), Err(Errno::ECHILD));
+        }
     }
 }

@@ -74,8 +74,8 @@ pub(crate) struct ChildFailed {
 
 impl Spawn {
     /// Prepares the start of `exe` with `args` (argv[0] included) in `cwd`, the environment of
-    /// this process less any `LISTEN_*` and readiness variable, with `env_changes` applied
-    /// (`Some`: set, `None`: remove), and the listeners `fds` named `names`.
+    /// this process less any `LISTEN_*` and readiness variable, with `env_changes` applied in
+    /// order (`Some`: set, `None`: remove), and the listeners `fds` named `names`.
     ///
     /// # Errors
     /// A path, argument or name holds a NUL byte.
@@ -84,7 +84,7 @@ impl Spawn {
         args: &[OsString],
         cwd: &Path,
         listeners: &[(RawFd, String)],
-        env_changes: &[(&str, Option<String>)],
+        env_changes: &[(OsString, Option<OsString>)],
         upgrade_signal_mask: SigSet,
     ) -> io::Result<Self> {
         let n = listeners.len();
@@ -112,6 +112,11 @@ impl Spawn {
                     )
                 ) && !env_changes.iter().any(|(name, _)| k == name)
             })
+            .chain(
+                env_changes
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.clone()?))),
+            )
             .map(|(k, v)| {
                 let mut entry = k.into_vec();
                 entry.push(b'=');
@@ -119,11 +124,6 @@ impl Spawn {
                 cstring(&entry)
             })
             .collect::<io::Result<Vec<_>>>()?;
-        for (name, value) in env_changes {
-            if let Some(value) = value {
-                env.push(cstring(format!("{name}={value}").as_bytes())?);
-            }
-        }
         env.push(cstring(format!("LISTEN_FDS={n}").as_bytes())?);
         env.push(cstring(format!("LISTEN_FDNAMES={names}").as_bytes())?);
         env.push(cstring(format!("{READY_FD_VAR}={ready_fd}").as_bytes())?);

@@ -7,7 +7,8 @@
 //!
 //! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`
 //! (always 200 while the process answers), `/ready` (the readiness probe:
-//! `actix_graceful::readiness`, 503 from SIGTERM on).
+//! `actix_graceful::readiness`, 503 from SIGTERM on), `/env?name=X` (the value of environment
+//! variable X, 404 when unset).
 //! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
 //! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
 //! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
@@ -16,7 +17,8 @@
 //! result), `--pre-stop-ms N` (on SIGTERM, serve N ms more before draining), `--fd-store` (hand
 //! the listeners to systemd's fd store), `--keeper` (keeper mode: this process stays, holds the
 //! sockets and runs the server as its child; for supervisors and containers that must see one
-//! pid). Logs with `RUST_LOG`.
+//! pid), `--env-file PATH` (`KEY=VALUE` lines set over a successor's environment, re-read at
+//! every upgrade). Logs with `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -37,6 +39,7 @@ struct Options {
     pre_stop: Option<Duration>,
     fd_store: bool,
     keeper: bool,
+    env_file: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -53,6 +56,7 @@ fn parse_args() -> Result<Options, String> {
         pre_stop: None,
         fd_store: false,
         keeper: false,
+        env_file: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -90,8 +94,9 @@ fn parse_args() -> Result<Options, String> {
             "--pre-stop-ms" => opts.pre_stop = Some(millis(value()?)?),
             "--fd-store" => opts.fd_store = true,
             "--keeper" => opts.keeper = true,
+            "--env-file" => opts.env_file = Some(value()?),
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -141,6 +146,18 @@ async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
+async fn env(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
+    let pid = std::process::id().to_string();
+    match query.get("name").and_then(std::env::var_os) {
+        Some(value) => HttpResponse::Ok()
+            .insert_header(("X-Pid", pid))
+            .body(value.to_string_lossy().into_owned()),
+        None => HttpResponse::NotFound()
+            .insert_header(("X-Pid", pid))
+            .finish(),
+    }
+}
+
 /// Upgrades through the handle; answers with the successor's pid or why there is none.
 async fn admin_upgrade(handle: web::Data<UpgradeHandle>) -> HttpResponse {
     match handle.upgrade().await {
@@ -170,6 +187,9 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         graceful = graceful.pre_stop_delay(t);
     }
     graceful = graceful.fd_store(opts.fd_store);
+    if let Some(p) = &opts.env_file {
+        graceful = graceful.successor_env_file(p);
+    }
 
     if let Some(signal) = opts.upgrade_signal {
         graceful = graceful.upgrade_signal(signal);
@@ -183,7 +203,8 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             .route("/", web::get().to(|| async { reply() }))
             .route("/sleep", web::get().to(sleep))
             .route("/health", web::get().to(health))
-            .route("/ready", web::get().to(actix_graceful::readiness));
+            .route("/ready", web::get().to(actix_graceful::readiness))
+            .route("/env", web::get().to(env));
         match upgrades.clone() {
             Some(handle) => app
                 .app_data(web::Data::new(handle))

@@ -1,0 +1,372 @@
+//! Processes killed at each step of a handoff. The surviving process must keep serving, and
+//! the only requests lost are the ones the killed process held: each test freezes the victim
+//! with SIGSTOP, counts the connections it accepted (its fds ∩ established TCP sockets on the
+//! port, /proc), then SIGKILLs it, and compares that count with the failed requests.
+//!
+//! The steps are hit deterministically with real processes: a successor that takes 1 s to
+//! start (a shell wrapper that sleeps, then execs hello: same pid, same fds), the old process
+//! held with SIGSTOP while its successor gets ready, a long lame-duck period, slow requests.
+
+use integration_tests::hello::{upgrade, wait_spawned, Hello, UpgradeOpts};
+use integration_tests::http::wait_for_pid;
+use integration_tests::load::{join_slow, spawn_slow};
+use integration_tests::reaper::{Exit, Gone};
+use integration_tests::{
+    copy_hello, heavy_lock, procfs, replace_file, replace_with_copy, shell_quote, signal, sleep_ms,
+    Load, LoadConfig, LoadReport, TempDir,
+};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Slow requests sent to the process that gets killed.
+const SLOW: usize = 3;
+
+/// A `hello` started from `<tmp>/hello`, a copy of the real binary at `<tmp>/hello.real`.
+struct Rig {
+    _dir: TempDir,
+    exe: PathBuf,
+    real: PathBuf,
+    h: Hello,
+    port: u16,
+}
+
+impl Rig {
+    fn start(tag: &str, extra: &[&str]) -> Rig {
+        let dir = TempDir::new(tag);
+        let exe = dir.join("hello");
+        let real = dir.join("hello.real");
+        copy_hello(&exe);
+        copy_hello(&real);
+        let mut args = vec!["--listen", "127.0.0.1:0", "--workers", "2"];
+        args.extend_from_slice(extra);
+        let h = Hello::start(&exe, &args);
+        println!("started: {}", h.startup.line);
+        let port = h.target.port().expect("a TCP listener");
+        Rig {
+            _dir: dir,
+            exe,
+            real,
+            h,
+            port,
+        }
+    }
+
+    /// The next binary sleeps `secs` before it execs hello. The `sleep` gets neither the
+    /// listener (fd 3) nor the readiness pipe (fd 4), so it holds no socket open.
+    fn slow_start(&self, secs: u32) {
+        replace_file(
+            &self.exe,
+            format!(
+                "#!/bin/sh\nsleep {secs} 3>&- 4>&-\nexec {} \"$@\"\n",
+                shell_quote(&self.real)
+            )
+            .as_bytes(),
+        );
+    }
+
+    /// [`Rig::slow_start`], then SIGUSR2: returns the stderr mark and the successor's pid,
+    /// once it is spawned (and sleeping).
+    fn start_slow_upgrade(&self, secs: u32) -> (usize, i32) {
+        self.slow_start(secs);
+        let mark = self.h.family.stderr.len();
+        assert!(signal(self.h.pid(), Signal::SIGUSR2));
+        let succ = wait_spawned(&self.h.family, mark, Duration::from_secs(10)).expect("spawned");
+        (mark, succ)
+    }
+
+    fn restore(&self) {
+        replace_with_copy(&self.exe, &self.real);
+    }
+
+    /// Connection-per-request loops only: every request is in flight in exactly one process,
+    /// and no idle keep-alive connection sits in the process that gets killed.
+    fn per_request_load(&self, loops: usize) -> Load {
+        Load::start(LoadConfig {
+            keepalive_clients: 0,
+            per_request_loops: loops,
+            ..LoadConfig::light(self.h.target.clone()).pids_into(self.h.family.pid_set())
+        })
+    }
+
+    fn wait_line(&self, from: usize, needle: &str, secs: u64) -> String {
+        self.h
+            .family
+            .stderr
+            .wait_for_line(from, |l| l.contains(needle), Duration::from_secs(secs))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{needle}` line within {secs} s\n{}",
+                    self.h.family.output_tail(30)
+                )
+            })
+            .1
+    }
+
+    fn serves(&self, pid: i32, what: &str) {
+        let got = wait_for_pid(
+            &self.h.target,
+            "/health",
+            |p| p == pid,
+            Duration::from_secs(10),
+        );
+        assert_eq!(got, Some(pid), "{what}: pid {pid} should serve");
+    }
+}
+
+/// Waits until `pid` is stopped (state T), at most 2 s.
+fn wait_state(pid: i32, want: impl Fn(char) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        match procfs::stat(pid) {
+            Some(s) if want(s.state) => return,
+            None => return,
+            _ => sleep_ms(5),
+        }
+    }
+    panic!(
+        "pid {pid} did not reach the expected state: {:?}",
+        procfs::stat(pid)
+    );
+}
+
+/// SIGSTOPs `pid`, counts the connections on `port` it has accepted (exact: it is frozen),
+/// SIGKILLs it and waits until it is dead. Returns the count.
+fn freeze_count_kill(pid: i32, port: u16) -> usize {
+    assert!(signal(pid, Signal::SIGSTOP), "SIGSTOP {pid}");
+    wait_state(pid, |s| s == 'T');
+    sleep_ms(50); // every thread of the group has stopped
+    let held = procfs::accepted_connections(pid, port);
+    assert!(signal(pid, Signal::SIGKILL), "SIGKILL {pid}");
+    wait_state(pid, |s| s == 'Z' || s == 'X');
+    println!("killed pid {pid} holding {held} accepted connection(s)");
+    held
+}
+
+fn slow_failures(
+    slow: Vec<
+        std::thread::JoinHandle<Result<integration_tests::Response, integration_tests::Failure>>,
+    >,
+) -> usize {
+    join_slow(slow).iter().filter(|r| r.is_err()).count()
+}
+
+fn assert_only_held_lost(rep: &LoadReport, slow_failed: usize, held: usize, loops: usize) {
+    println!(
+        "lost: {slow_failed} slow + {} load requests; the killed process held {held} connections",
+        rep.failed()
+    );
+    assert_eq!(
+        slow_failed, SLOW,
+        "every slow request in the killed process fails"
+    );
+    assert!(
+        slow_failed + rep.failed() as usize <= held,
+        "more requests failed ({slow_failed} + {}) than the killed process held ({held}): {}",
+        rep.failed(),
+        rep.summary()
+    );
+    assert!(
+        held <= SLOW + loops,
+        "the killed process held {held} connections, more than {SLOW} slow + {loops} in flight"
+    );
+}
+
+fn assert_clean(r: &Rig, survivor: i32) {
+    assert_eq!(
+        r.h.family.live_pids(),
+        vec![survivor],
+        "exactly one generation left"
+    );
+    let z = r.h.family.lasting_zombies();
+    assert!(z.is_empty(), "zombies left: {z:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// The successor is SIGKILLed just after it was spawned (during its 1 s start): the upgrade
+/// fails with its exit status, the old process serves on; nothing was in flight in it.
+#[test]
+fn successor_killed_just_after_spawn() {
+    let _g = heavy_lock();
+    let r = Rig::start("kill-spawned", &[]);
+    let old = r.h.pid();
+    let load = Load::start(LoadConfig::light(r.h.target.clone()).pids_into(r.h.family.pid_set()));
+    sleep_ms(300);
+    let (mark, succ) = r.start_slow_upgrade(1);
+    assert!(signal(succ, Signal::SIGKILL));
+    let line = r.wait_line(mark, "upgrade failed", 10);
+    println!("{line}");
+    assert!(line.contains("killed by signal SIGKILL"), "{line}");
+    r.serves(old, "after the kill");
+    r.restore();
+    sleep_ms(300);
+    let rep = load.stop();
+    println!("load: {}", rep.summary());
+    assert_eq!(rep.failed(), 0, "{}", rep.summary());
+    assert_clean(&r, old);
+}
+
+/// The successor reported ready and serves, but is SIGKILLed before the old process stopped
+/// accepting. The old process is held with SIGSTOP from the spawn on, so the ready byte waits
+/// in the pipe while the successor alone accepts; once the old process runs again it finds its
+/// successor dead, fails the upgrade and keeps accepting. Lost: the requests the successor held.
+#[test]
+fn successor_killed_after_ready_before_the_old_stops_accepting() {
+    let _g = heavy_lock();
+    let r = Rig::start("kill-ready", &[]);
+    let old = r.h.pid();
+    let loops = 2;
+    let load = r.per_request_load(loops);
+    sleep_ms(300);
+    let (mark, succ) = r.start_slow_upgrade(1);
+    assert!(signal(old, Signal::SIGSTOP));
+    r.serves(succ, "successor while the old process is stopped");
+    let slow = spawn_slow(&r.h.target, 20_000, SLOW, Some(r.h.family.pid_set()));
+    sleep_ms(300);
+    let held = freeze_count_kill(succ, r.port);
+    assert!(signal(old, Signal::SIGCONT));
+    let line = r.wait_line(mark, "upgrade failed", 10);
+    println!("{line}");
+    assert!(line.contains("right after it reported ready"), "{line}");
+    r.serves(old, "old process after its successor died");
+    let slow_failed = slow_failures(slow);
+    sleep_ms(500);
+    let rep = load.stop();
+    println!("load: {}", rep.summary());
+    assert_only_held_lost(&rep, slow_failed, held, loops);
+    assert_clean(&r, old);
+}
+
+/// The successor is SIGKILLed while the old process is in its lame-duck period (3 s here):
+/// the old process notices (it is the parent), accepts again and is in charge; a later upgrade
+/// works. Lost: the requests the successor held.
+#[test]
+fn successor_killed_during_the_lame_duck_period_old_takes_back() {
+    let _g = heavy_lock();
+    let r = Rig::start("kill-lame-duck", &["--lame-duck-ms", "3000"]);
+    let old = r.h.pid();
+    let loops = 2;
+    let load = r.per_request_load(loops);
+    sleep_ms(300);
+    let mark = r.h.family.stderr.len();
+    let no_wait = UpgradeOpts {
+        wait_old_exit: None,
+        ..UpgradeOpts::default()
+    };
+    let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
+    let slow = spawn_slow(&r.h.target, 20_000, SLOW, Some(r.h.family.pid_set()));
+    sleep_ms(300);
+    let held = freeze_count_kill(u.new, r.port);
+    let line = r.wait_line(mark, "died during the handoff", 5);
+    println!("{line}");
+    r.serves(old, "old process after taking back");
+    let slow_failed = slow_failures(slow);
+    sleep_ms(3500); // past the lame-duck period: the old process must still be there
+    assert!(
+        procfs::stat(old).is_some_and(|s| s.state != 'Z'),
+        "old process {old} gone after taking back"
+    );
+    let rep = load.stop();
+    println!("load: {}", rep.summary());
+    assert_only_held_lost(&rep, slow_failed, held, loops);
+
+    let load = Load::start(LoadConfig::light(r.h.target.clone()).pids_into(r.h.family.pid_set()));
+    let u2 = upgrade(&r.h.family, &r.h.target, old, &UpgradeOpts::default())
+        .expect("upgrade after taking back");
+    assert_eq!(u2.old_exit, Some(Gone::Reaped(Exit::Code(0))));
+    let rep = load.stop();
+    println!("load across the next upgrade: {}", rep.summary());
+    assert_eq!(rep.failed(), 0, "{}", rep.summary());
+    assert_clean(&r, u2.new);
+}
+
+/// The old process is SIGKILLed during its drain (lame duck over, slow requests still
+/// running): the successor serves on; lost are exactly the slow requests the old one held.
+#[test]
+fn old_killed_during_its_drain() {
+    let _g = heavy_lock();
+    let r = Rig::start("kill-draining", &["--lame-duck-ms", "300"]);
+    let old = r.h.pid();
+    let load = Load::start(LoadConfig::light(r.h.target.clone()).pids_into(r.h.family.pid_set()));
+    let slow = spawn_slow(&r.h.target, 20_000, SLOW, Some(r.h.family.pid_set()));
+    sleep_ms(300);
+    let no_wait = UpgradeOpts {
+        wait_old_exit: None,
+        ..UpgradeOpts::default()
+    };
+    let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
+    sleep_ms(800); // lame duck over: the old process only waits for its slow requests
+    let held = freeze_count_kill(old, r.port);
+    r.serves(u.new, "successor after the old process was killed");
+    let slow_failed = slow_failures(slow);
+    sleep_ms(300);
+    let rep = load.stop();
+    println!("load: {}", rep.summary());
+    assert_eq!(slow_failed, SLOW);
+    assert_eq!(
+        held, SLOW,
+        "the draining process should hold only the slow requests"
+    );
+    assert_eq!(rep.failed(), 0, "{}", rep.summary());
+    assert_clean(&r, u.new);
+}
+
+/// The old process is SIGKILLed while its successor is still starting: the successor starts
+/// anyway, finds nobody to report to (a warning), and serves alone; connections that arrived
+/// in between waited in the listener's queue. Lost: what the old process held.
+#[test]
+fn old_killed_while_its_successor_starts() {
+    let _g = heavy_lock();
+    let r = Rig::start("kill-old-starting", &[]);
+    let old = r.h.pid();
+    let loops = 2;
+    let load = r.per_request_load(loops);
+    sleep_ms(300);
+    let (mark, succ) = r.start_slow_upgrade(1);
+    let held = freeze_count_kill(old, r.port);
+    r.serves(succ, "orphaned successor");
+    let line = r.wait_line(mark, "cannot report readiness", 5);
+    println!("{line}");
+    sleep_ms(500);
+    let rep = load.stop();
+    println!("load: {}", rep.summary());
+    assert!(
+        rep.failed() as usize <= held && held <= loops,
+        "failed {} / held {held}: {}",
+        rep.failed(),
+        rep.summary()
+    );
+    assert_clean(&r, succ);
+}
+
+/// SIGTERM while the successor starts (see also `stop.rs`): both stop, and no process is left
+/// holding the listening socket.
+#[test]
+fn sigterm_mid_upgrade_leaves_no_listener_behind() {
+    let _g = heavy_lock();
+    let r = Rig::start("term-mid-upgrade", &[]);
+    let old = r.h.pid();
+    let (_, succ) = r.start_slow_upgrade(2);
+    assert!(signal(old, Signal::SIGTERM));
+    let gone = r.h.family.wait_gone(old, Duration::from_secs(15));
+    assert_eq!(gone, Some(Gone::Reaped(Exit::Code(0))), "old process {old}");
+    assert!(
+        !procfs::exists(succ) || procfs::is_zombie(succ),
+        "successor {succ} outlived the stop"
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !procfs::tcp_listen_inodes(r.port).is_empty() && Instant::now() < deadline {
+        sleep_ms(20);
+    }
+    assert!(
+        procfs::tcp_listen_inodes(r.port).is_empty(),
+        "port {} still listening after the stop",
+        r.port
+    );
+    assert!(
+        r.h.family.live_pids().is_empty(),
+        "{:?}",
+        r.h.family.live_pids()
+    );
+}
