@@ -12,10 +12,11 @@
 //!   `NOTIFY_SOCKET`: the keeper is the main pid, the only one that notifies systemd and writes
 //!   the pid file. All starts run on one long-lived thread, so the generations' parent-death
 //!   signal (set by [`attach`]) fires when the keeper dies, not when a helper thread ends.
-//! - Upgrade signal → a new generation; once it is ready the previous one gets SIGTERM and
-//!   drains. A failed upgrade leaves the running generation alone. SIGTERM, SIGINT, SIGQUIT go
-//!   to every generation; the keeper waits for all of them and exits with the last current
-//!   generation's status.
+//! - Upgrade signal → a new generation; once it is ready the previous one gets SIGWINCH (as
+//!   nginx's old workers do; see [`replaced_signal`]) and drains at once, as after a handoff,
+//!   without the pre-stop delay that SIGTERM (the service stops) brings. A failed upgrade leaves
+//!   the running generation alone. SIGTERM, SIGINT, SIGQUIT go to every generation; the keeper
+//!   waits for all of them and exits with the last current generation's status.
 //! - A generation that exits when nobody asked is replaced from the sockets the keeper holds:
 //!   clients queue in the kernel's accept queue meanwhile. The first replacement starts at once,
 //!   later ones after 250 ms, 500 ms, 1 s, 2 s; after [`MAX_FAILURES`] failures in a row (a start
@@ -51,7 +52,8 @@ use nix::{
 
 use crate::{
     handoff::{self, Cancel, Plan},
-    notify::{monotonic_usec, sd_notify, PidFile},
+    notify::{self, monotonic_usec, sd_notify, PidFile},
+    process::GENERATION_VAR,
     registry, UpgradeError,
 };
 
@@ -149,6 +151,16 @@ pub(crate) fn attach(keeper: Pid) -> io::Result<()> {
     Ok(())
 }
 
+/// The signal by which the keeper tells a generation that a newer one serves: SIGWINCH (ignored
+/// by default, so harmless anywhere else), or SIGTERM should SIGWINCH be the upgrade signal.
+pub(crate) fn replaced_signal(upgrade: i32) -> i32 {
+    if upgrade == libc::SIGWINCH {
+        libc::SIGTERM
+    } else {
+        libc::SIGWINCH
+    }
+}
+
 /// Run by a generation on the upgrade signal: a generation never starts a successor itself, it
 /// passes the request on to its keeper.
 pub(crate) fn forward_upgrade(keeper: Pid, signal: i32) {
@@ -159,6 +171,16 @@ pub(crate) fn forward_upgrade(keeper: Pid, signal: i32) {
     }
 }
 
+/// What the keeper needs to know.
+pub(crate) struct Config {
+    /// How to start a generation.
+    pub(crate) plan: Plan,
+    /// Written (with the keeper's pid) once the first generation serves.
+    pub(crate) pid_file: Option<PidFile>,
+    /// Hand the listeners to systemd's fd store once the first generation serves.
+    pub(crate) fd_store: bool,
+}
+
 /// Runs the keeper until every generation has exited. Returns the exit status for the process:
 /// the last current generation's (128 + signal number when it was killed by a signal), or 1 when
 /// the keeper gave up on a crash loop.
@@ -166,7 +188,12 @@ pub(crate) fn forward_upgrade(keeper: Pid, signal: i32) {
 /// # Errors
 /// No listener was bound with `graceful_bind*`, or the signal handlers or the start thread
 /// cannot be set up.
-pub(crate) fn run(mut plan: Plan, pid_file: Option<PidFile>) -> io::Result<i32> {
+pub(crate) fn run(config: Config) -> io::Result<i32> {
+    let Config {
+        mut plan,
+        pid_file,
+        fd_store,
+    } = config;
     if registry::handoff_set().is_empty() {
         let msg = "keeper mode needs listeners bound with graceful_bind*: nothing to hold";
         log::error!("{msg}");
@@ -176,10 +203,14 @@ pub(crate) fn run(mut plan: Plan, pid_file: Option<PidFile>) -> io::Result<i32> 
         .push((KEEPER_VAR, Some(std::process::id().to_string())));
     plan.env.push(("NOTIFY_SOCKET", None));
     let wake = Wake::install(plan.upgrade_signal)?;
+    let replaced = Signal::try_from(replaced_signal(plan.upgrade_signal))?;
     let starter = Starter::spawn(plan)?;
     let mut keeper = Keeper {
         starter,
         pid_file,
+        fd_store,
+        replaced,
+        started: 0,
         current: None,
         old: Vec::new(),
         starting: None,
@@ -303,19 +334,22 @@ impl Wake {
 /// Runs `hand_over` for each request, one at a time, on one thread that lives as long as the
 /// keeper (the generations' parent-death signal follows the thread that forked them).
 struct Starter {
-    requests: Option<mpsc::Sender<Cancel>>,
+    requests: Option<mpsc::Sender<(Cancel, u64)>>,
     results: mpsc::Receiver<Result<i32, UpgradeError>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Starter {
     fn spawn(plan: Plan) -> io::Result<Starter> {
-        let (requests, inbox) = mpsc::channel::<Cancel>();
+        let (requests, inbox) = mpsc::channel::<(Cancel, u64)>();
         let (outbox, results) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("keeper-start".into())
             .spawn(move || {
-                for cancel in inbox {
+                for (cancel, generation) in inbox {
+                    let mut plan = plan.clone();
+                    plan.env
+                        .push((GENERATION_VAR, Some(generation.to_string())));
                     let result = handoff::hand_over(&plan, &cancel);
                     if outbox.send(result).is_err() {
                         break;
@@ -330,10 +364,10 @@ impl Starter {
         })
     }
 
-    fn request(&self, cancel: Cancel) -> bool {
+    fn request(&self, cancel: Cancel, generation: u64) -> bool {
         self.requests
             .as_ref()
-            .is_some_and(|tx| tx.send(cancel).is_ok())
+            .is_some_and(|tx| tx.send((cancel, generation)).is_ok())
     }
 
     fn shut_down(&mut self) {
@@ -361,12 +395,18 @@ struct Starting {
 
 struct Generation {
     pid: Pid,
+    number: u64,
     ready_at: Instant,
 }
 
 struct Keeper {
     starter: Starter,
     pid_file: Option<PidFile>,
+    fd_store: bool,
+    /// Sent to a generation a newer one replaced.
+    replaced: Signal,
+    /// Generations started so far (each start gets the next number, from 1).
+    started: u64,
     /// The generation that serves.
     current: Option<Generation>,
     /// Generations told to stop, still draining.
@@ -448,16 +488,32 @@ impl Keeper {
         }
     }
 
+    /// `STATUS=` for systemd: the serving generation's number and pid, the keeper, `state`.
+    fn status(&self, state: &str) -> String {
+        let (number, pid) = self
+            .current
+            .as_ref()
+            .map_or((0, 0), |g| (g.number, g.pid.as_raw() as u32));
+        notify::status(
+            number,
+            pid,
+            &format!("{state} (keeper pid {})", std::process::id()),
+        )
+    }
+
     fn start(&mut self, kind: Kind) {
+        self.started += 1;
         if kind == Kind::Upgrade {
-            log::info!("upgrade: starting a new generation");
+            log::info!("upgrade: starting generation {}", self.started);
+            let state = format!("upgrading: starting generation {}", self.started);
             sd_notify(&format!(
-                "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=keeper: upgrading",
-                monotonic_usec()
+                "RELOADING=1\nMONOTONIC_USEC={}\n{}",
+                monotonic_usec(),
+                self.status(&state)
             ));
         }
         let cancel = Cancel::default();
-        if !self.starter.request(cancel.clone()) {
+        if !self.starter.request(cancel.clone(), self.started) {
             log::error!("keeper: the start thread is gone; cannot start a generation");
             self.failed();
             return;
@@ -494,23 +550,25 @@ impl Keeper {
                 self.restart_at = None;
                 let new = Generation {
                     pid,
+                    number: self.started,
                     ready_at: Instant::now(),
                 };
-                match self.current.replace(new) {
+                let state = match self.current.replace(new) {
                     Some(prev) => {
                         log::info!(
                             "upgrade: successor pid={pid} ready after {ms:.1} ms; draining generation pid={}",
                             prev.pid
                         );
-                        let _ = kill(prev.pid, Signal::SIGTERM);
+                        let _ = kill(prev.pid, self.replaced);
                         self.old.push(prev.pid);
+                        format!("serving; generation {} draining", prev.number)
                     }
-                    None => log::info!("upgrade: successor pid={pid} ready after {ms:.1} ms"),
-                }
-                sd_notify(&format!(
-                    "READY=1\nSTATUS=keeper pid={}: generation pid={pid} serving",
-                    std::process::id()
-                ));
+                    None => {
+                        log::info!("upgrade: successor pid={pid} ready after {ms:.1} ms");
+                        "serving".to_owned()
+                    }
+                };
+                sd_notify(&format!("READY=1\n{}", self.status(&state)));
             }
             (Kind::Upgrade, Err(err)) => {
                 let serving = self
@@ -520,20 +578,19 @@ impl Keeper {
                         format!("generation pid={}", g.pid)
                     });
                 log::error!("upgrade failed after {ms:.1} ms: {err}; {serving} keeps serving");
-                sd_notify(&format!("READY=1\nSTATUS=keeper: upgrade failed: {err}"));
+                let state = format!("serving; upgrade failed: {err}");
+                sd_notify(&format!("READY=1\n{}", self.status(&state)));
             }
             (Kind::First | Kind::Restart, Ok(pid)) => {
                 self.restart_at = None;
                 log::info!("keeper: generation pid={pid} ready after {ms:.1} ms");
                 self.current = Some(Generation {
                     pid,
+                    number: self.started,
                     ready_at: Instant::now(),
                 });
                 if self.announced {
-                    sd_notify(&format!(
-                        "STATUS=keeper pid={}: generation pid={pid} serving",
-                        std::process::id()
-                    ));
+                    sd_notify(&self.status("serving"));
                 } else {
                     self.announce(pid);
                 }
@@ -553,12 +610,16 @@ impl Keeper {
                 log::error!("cannot write pid file {}: {err}", pid_file.path().display());
             }
         }
+        if self.fd_store {
+            notify::store_fds(&registry::fd_store_set());
+        }
         let me = std::process::id();
         if handoff::has_predecessor() {
             handoff::report_ready();
         } else {
             sd_notify(&format!(
-                "READY=1\nMAINPID={me}\nSTATUS=keeper pid={me}: generation pid={pid} serving"
+                "READY=1\nMAINPID={me}\n{}",
+                self.status("serving")
             ));
         }
         log::info!("keeper pid={me}: serving through generation pid={pid}");
@@ -572,7 +633,7 @@ impl Keeper {
                 "keeper: {} generations failed in a row; giving up",
                 self.failures
             );
-            sd_notify("STATUS=keeper: crash loop, giving up");
+            sd_notify(&self.status("crash loop: giving up"));
             self.gave_up = true;
             self.stop(Signal::SIGTERM);
             return;
@@ -593,7 +654,7 @@ impl Keeper {
     fn stop(&mut self, signal: Signal) {
         if self.stopping.is_none() {
             log::info!("keeper: {signal}: stopping every generation");
-            sd_notify("STOPPING=1");
+            sd_notify(&format!("STOPPING=1\n{}", self.status("stopping")));
         }
         self.stopping = Some(signal);
         self.restart_at = None;
@@ -663,7 +724,14 @@ impl Keeper {
                  the keeper holds the sockets, clients queue",
                 up.as_secs_f64()
             );
-            sd_notify(&format!("STATUS=keeper: generation pid={pid} died ({how})"));
+            sd_notify(&notify::status(
+                gen.number,
+                pid.as_raw() as u32,
+                &format!(
+                    "died ({how}); starting a new generation (keeper pid {})",
+                    std::process::id()
+                ),
+            ));
             if up >= STABLE {
                 self.failures = 0;
             }

@@ -229,8 +229,9 @@ impl Graceful {
     /// [`run`](Self::run) becomes a thin keeper: it starts no actix worker and serves nothing,
     /// holds the sockets and runs the server as its child, a *generation*, started with the
     /// same executable, arguments and handoff as a successor. The upgrade signal sent to the
-    /// keeper starts a new generation and drains the old one once the new one is ready; sent to
-    /// a generation, it is passed on to the keeper. A generation that dies is replaced from the
+    /// keeper starts a new generation and, once the new one is ready, drains the old one at
+    /// once (the keeper sends it SIGWINCH; SIGTERM would bring the pre-stop delay); sent to a
+    /// generation, it is passed on to the keeper. A generation that dies is replaced from the
     /// held sockets (clients queue meanwhile); after 5 failures in a row (each a start that
     /// never got ready, or a generation that died within 10 s) the keeper gives up. SIGTERM,
     /// SIGINT and SIGQUIT go to the generations; the keeper reaps them (and, as PID 1, any
@@ -301,9 +302,19 @@ impl Graceful {
         if let Poll::Ready(result) = first {
             return result;
         }
+        let replaced = match self.keeper {
+            Mode::Under(_) => Some(actix_rt::signal::unix::signal(
+                actix_rt::signal::unix::SignalKind::from_raw(keeper::replaced_signal(
+                    self.upgrade_signal,
+                )),
+            )?),
+            _ => None,
+        };
         let task = actix_rt::spawn(server);
         self.serving();
-        Controller::new(self, handle, signals).run(task).await
+        let mut controller = Controller::new(self, handle, signals);
+        controller.replaced = replaced;
+        controller.run(task).await
     }
 
     /// Keeper mode's keeper: never starts `server` (no worker runs here); the registry holds the
@@ -311,9 +322,12 @@ impl Graceful {
     async fn keep(self, server: impl HttpServerExt) -> io::Result<()> {
         drop(server);
         inherit::close_unclaimed();
-        let plan = self.plan();
-        let pid_file = self.pid_file.clone();
-        let code = actix_rt::task::spawn_blocking(move || keeper::run(plan, pid_file))
+        let config = keeper::Config {
+            plan: self.plan(),
+            pid_file: self.pid_file.clone(),
+            fd_store: self.fd_store,
+        };
+        let code = actix_rt::task::spawn_blocking(move || keeper::run(config))
             .await
             .map_err(io::Error::other)??;
         if code != 0 {
@@ -481,6 +495,8 @@ struct Controller {
     /// Resolves when the successor died during the lame-duck period and this process took the
     /// listeners back (the successor's exit status).
     taken_back: Option<oneshot::Receiver<(i32, String)>>,
+    /// Under a keeper: the signal saying a newer generation serves (drain at once).
+    replaced: Option<actix_rt::signal::unix::Signal>,
 }
 
 struct Upgrade {
@@ -496,6 +512,7 @@ enum Step {
     Upgraded(Result<i32, UpgradeError>),
     TakenBack((i32, String)),
     Stopped(io::Result<()>),
+    Replaced,
 }
 
 impl Controller {
@@ -510,6 +527,7 @@ impl Controller {
             draining: false,
             terminating: false,
             taken_back: None,
+            replaced: None,
         }
     }
 
@@ -536,6 +554,11 @@ impl Controller {
                         }
                     }
                 }
+                if let Some(replaced) = &mut self.replaced {
+                    if replaced.poll_recv(cx).is_ready() {
+                        return Poll::Ready(Step::Replaced);
+                    }
+                }
                 if commands_open {
                     if let Poll::Ready(cmd) = self.config.commands.poll_next_unpin(cx) {
                         return Poll::Ready(Step::Command(cmd));
@@ -560,6 +583,12 @@ impl Controller {
                 Step::Command(None) => commands_open = false,
                 Step::Upgraded(result) => self.finish_upgrade(result),
                 Step::TakenBack((pid, status)) => self.take_back(pid, &status),
+                Step::Replaced => {
+                    // As after our own handoff: no pre-stop delay, the newer one serves.
+                    log::info!("the keeper serves through a newer generation: draining");
+                    self.terminating = true;
+                    self.drain(Duration::ZERO, None);
+                }
                 Step::Signal(Event::Terminate) => {
                     log::info!("SIGTERM: stopping with a graceful drain");
                     self.terminating = true;

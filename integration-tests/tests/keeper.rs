@@ -22,6 +22,12 @@ fn start_keeper(exe: &Path, extra: &[&str]) -> (Hello, i32) {
     let mut args = vec!["--keeper", "--listen", "127.0.0.1:0", "--workers", "2"];
     args.extend_from_slice(extra);
     let h = Hello::start(exe, &args);
+    let generation = first_generation(&h);
+    (h, generation)
+}
+
+/// Waits until the keeper reports its first generation ready; returns that generation's pid.
+fn first_generation(h: &Hello) -> i32 {
     let keeper = h.pid();
     let key = format!("keeper pid={keeper}: serving through generation pid=");
     let (_, line) = h
@@ -33,7 +39,7 @@ fn start_keeper(exe: &Path, extra: &[&str]) -> (Hello, i32) {
     h.family.add_pid(generation);
     println!("keeper {keeper}, first generation {generation}");
     assert_child_of(generation, keeper);
-    (h, generation)
+    generation
 }
 
 fn assert_child_of(pid: i32, keeper: i32) {
@@ -288,7 +294,12 @@ fn sigterm_to_the_keeper_drains_and_everything_exits_0() {
     let dir = TempDir::new("keeper-stop");
     let pid_file = dir.join("hello.pid");
     let pid_file_arg = pid_file.to_string_lossy().into_owned();
-    let (h, first) = start_keeper(&hello_bin(), &["--pid-file", &pid_file_arg]);
+    const PRE_STOP_MS: u64 = 3000;
+    let pre_stop = PRE_STOP_MS.to_string();
+    let (h, first) = start_keeper(
+        &hello_bin(),
+        &["--pid-file", &pid_file_arg, "--pre-stop-ms", &pre_stop],
+    );
     let keeper = h.pid();
     let read_pid = || std::fs::read_to_string(&pid_file).map(|s| s.trim().to_owned());
     assert_eq!(
@@ -301,8 +312,21 @@ fn sigterm_to_the_keeper_drains_and_everything_exits_0() {
         wait_old_exit: None,
         ..UpgradeOpts::default()
     };
+    let mark = h.family.stderr.len();
     let u = upgrade(&h.family, &h.target, keeper, &opts).expect("upgrade");
     assert_ne!(u.new, first);
+    // The replaced generation drains at once (SIGWINCH), without the pre-stop delay, which is
+    // for a service that stops.
+    wait_old_exit(&h, mark, first);
+    let old_gone = u.signalled_at.elapsed();
+    println!(
+        "replaced generation {first} gone {:.0} ms after the upgrade signal",
+        old_gone.as_secs_f64() * 1e3
+    );
+    assert!(
+        old_gone < Duration::from_millis(PRE_STOP_MS),
+        "the replaced generation waited the pre-stop delay"
+    );
     assert_eq!(
         read_pid().ok(),
         Some(keeper.to_string()),
@@ -310,13 +334,28 @@ fn sigterm_to_the_keeper_drains_and_everything_exits_0() {
     );
 
     // A slow request in flight: SIGTERM drains it.
-    let slow = spawn_slow(&h.target, 1500, 1, Some(h.family.pid_set()));
+    let slow = spawn_slow(&h.target, 4000, 1, Some(h.family.pid_set()));
     sleep_ms(300);
     let t0 = Instant::now();
     assert!(signal(keeper, Signal::SIGTERM));
+    // A stop is passed on as SIGTERM: the generation's pre-stop delay applies (readiness 503,
+    // service as usual).
+    sleep_ms(300);
+    let ready = get_once(&h.target, "/ready", Duration::from_secs(5)).expect("/ready");
+    let plain = get_once(&h.target, "/", Duration::from_secs(5)).expect("/");
+    assert_eq!(
+        (ready.status, plain.status),
+        (503, 200),
+        "during the pre-stop delay"
+    );
     let gone = h.family.wait_gone(keeper, Duration::from_secs(20));
-    println!("keeper gone {:?} after SIGTERM: {gone:?}", t0.elapsed());
+    let took = t0.elapsed();
+    println!("keeper gone {took:?} after SIGTERM: {gone:?}");
     assert_eq!(gone, Some(Gone::Reaped(Exit::Code(0))));
+    assert!(
+        took >= Duration::from_millis(PRE_STOP_MS),
+        "no pre-stop delay"
+    );
     let r = join_slow(slow)
         .pop()
         .expect("one")
@@ -383,8 +422,7 @@ fn only_the_keeper_notifies_systemd() {
         .env("NOTIFY_SOCKET", &path);
     let h = Hello::start_cmd("hello", cmd);
     let keeper = h.pid();
-    let first = wait_for_pid(&h.target, "/", |p| p != keeper, Duration::from_secs(20))
-        .expect("a generation serves");
+    let first = first_generation(&h);
     let opts = UpgradeOpts {
         wait_old_exit: None,
         ..UpgradeOpts::default()
@@ -434,6 +472,9 @@ fn only_the_keeper_notifies_systemd() {
         "{got:?}"
     );
     assert!(got[0].1.contains(&format!("MAINPID={keeper}")));
+    assert!(got[2]
+        .1
+        .contains(&format!("generation 2 (pid {}): serving", u.new)));
     assert!(got[4].1.contains("upgrade failed"));
     assert!(!got
         .iter()

@@ -127,10 +127,12 @@ impl Spawn {
         env.push(cstring(format!("LISTEN_FDS={n}").as_bytes())?);
         env.push(cstring(format!("LISTEN_FDNAMES={names}").as_bytes())?);
         env.push(cstring(format!("{READY_FD_VAR}={ready_fd}").as_bytes())?);
-        let generation = crate::process::startup().generation + 1;
-        env.push(cstring(
-            format!("{GENERATION_VAR}={generation}").as_bytes(),
-        )?);
+        if !env_changes.iter().any(|(name, _)| *name == GENERATION_VAR) {
+            let generation = crate::process::startup().generation + 1;
+            env.push(cstring(
+                format!("{GENERATION_VAR}={generation}").as_bytes(),
+            )?);
+        }
 
         let mut pid_entry = LISTEN_PID_PREFIX.to_vec();
         pid_entry.resize(LISTEN_PID_PREFIX.len() + 24, 0);
