@@ -492,11 +492,11 @@ struct Controller {
     upgrading: Option<Upgrade>,
     draining: bool,
     terminating: bool,
-    /// Under a keeper: the signal saying a newer generation serves (drain at once).
-    replaced: Option<actix_rt::signal::unix::Signal>,
     /// Resolves when the successor died during the lame-duck period and this process took the
     /// listeners back (the successor's exit status).
     taken_back: Option<oneshot::Receiver<(i32, String)>>,
+    /// Under a keeper: the signal saying a newer generation serves (drain at once).
+    replaced: Option<actix_rt::signal::unix::Signal>,
 }
 
 struct Upgrade {
@@ -526,8 +526,8 @@ impl Controller {
             upgrading: None,
             draining: false,
             terminating: false,
-            replaced: None,
             taken_back: None,
+            replaced: None,
         }
     }
 
@@ -546,17 +546,17 @@ impl Controller {
                         return Poll::Ready(Step::Upgraded(result));
                     }
                 }
-                if let Some(replaced) = &mut self.replaced {
-                    if replaced.poll_recv(cx).is_ready() {
-                        return Poll::Ready(Step::Replaced);
-                    }
-                }
                 if let Some(rx) = &mut self.taken_back {
                     if let Poll::Ready(back) = Pin::new(rx).poll(cx) {
                         self.taken_back = None;
                         if let Ok(back) = back {
                             return Poll::Ready(Step::TakenBack(back));
                         }
+                    }
+                }
+                if let Some(replaced) = &mut self.replaced {
+                    if replaced.poll_recv(cx).is_ready() {
+                        return Poll::Ready(Step::Replaced);
                     }
                 }
                 if commands_open {
@@ -582,6 +582,7 @@ impl Controller {
                 Step::Command(Some(reply)) => self.start_upgrade(Some(reply)),
                 Step::Command(None) => commands_open = false,
                 Step::Upgraded(result) => self.finish_upgrade(result),
+                Step::TakenBack((pid, status)) => self.take_back(pid, &status),
                 Step::Replaced => {
                     // As after our own handoff: no pre-stop delay, the newer one serves. No
                     // take-back either: should the newer one die, the keeper starts another.
@@ -589,7 +590,6 @@ impl Controller {
                     self.terminating = true;
                     self.drain(Duration::ZERO, None);
                 }
-                Step::TakenBack((pid, status)) => self.take_back(pid, &status),
                 Step::Signal(Event::Terminate) => {
                     log::info!("SIGTERM: stopping with a graceful drain");
                     self.terminating = true;
