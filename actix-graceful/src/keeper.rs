@@ -26,6 +26,7 @@
 //!   only known generations are reaped: the start's own `waitpid` must find its child.
 
 use std::{
+    ffi::OsStr,
     io,
     os::fd::{AsFd, AsRawFd, OwnedFd},
     sync::{
@@ -95,15 +96,27 @@ pub(crate) enum Role {
 /// # Errors
 /// [`KEEPER_VAR`] is meant for this process but is not a process id.
 pub(crate) fn role() -> io::Result<Role> {
-    let Some(value) = std::env::var_os(KEEPER_VAR) else {
+    role_from(
+        std::env::var_os(KEEPER_VAR).as_deref(),
+        std::env::var_os("LISTEN_PID").as_deref(),
+        std::process::id(),
+    )
+}
+
+/// [`role`] from the values of [`KEEPER_VAR`] and `LISTEN_PID` and this process's pid.
+fn role_from(keeper: Option<&OsStr>, listen_pid: Option<&OsStr>, own: u32) -> io::Result<Role> {
+    let Some(value) = keeper else {
         return Ok(Role::Keeper);
     };
-    let ours = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
-    if !ours {
+    if listen_pid.and_then(OsStr::to_str) != Some(own.to_string().as_str()) {
         log::debug!("{KEEPER_VAR} is set but not for this process (LISTEN_PID is not ours)");
         return Ok(Role::Keeper);
     }
-    match value.to_str().and_then(|v| v.parse::<i32>().ok()) {
+    let pid = value
+        .to_str()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<i32>().ok());
+    match pid {
         Some(pid) if pid > 0 => Ok(Role::Generation(Pid::from_raw(pid))),
         _ => {
             let msg = format!("{KEEPER_VAR}={value:?} is not a keeper's process id");
@@ -757,6 +770,29 @@ fn backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn role_is_generation_only_for_our_listen_pid() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        assert_eq!(role_from(None, os("42"), 42).unwrap(), Role::Keeper);
+        assert_eq!(
+            role_from(os("7"), os("42"), 42).unwrap(),
+            Role::Generation(Pid::from_raw(7))
+        );
+        // PID 1: the keeper of a container.
+        assert_eq!(
+            role_from(os("1"), os("42"), 42).unwrap(),
+            Role::Generation(Pid::from_raw(1))
+        );
+        // Inherited from an ancestor (LISTEN_PID another's, or unset): not for us.
+        assert_eq!(role_from(os("7"), os("43"), 42).unwrap(), Role::Keeper);
+        assert_eq!(role_from(os("7"), None, 42).unwrap(), Role::Keeper);
+        for bad in ["", "0", "-3", "+7", " 7", "x", "99999999999"] {
+            let err = role_from(os(bad), os("42"), 42).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains(KEEPER_VAR), "{err}");
+        }
+    }
 
     #[test]
     fn backoff_doubles_after_an_immediate_first_retry() {

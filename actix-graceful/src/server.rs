@@ -584,7 +584,8 @@ impl Controller {
                 Step::Upgraded(result) => self.finish_upgrade(result),
                 Step::TakenBack((pid, status)) => self.take_back(pid, &status),
                 Step::Replaced => {
-                    // As after our own handoff: no pre-stop delay, the newer one serves.
+                    // As after our own handoff: no pre-stop delay, the newer one serves. No
+                    // take-back either: should the newer one die, the keeper starts another.
                     log::info!("the keeper serves through a newer generation: draining");
                     self.terminating = true;
                     self.drain(Duration::ZERO, None);

@@ -417,8 +417,20 @@ fn only_the_keeper_notifies_systemd() {
         .expect("SO_PASSCRED");
     let exe = dir.join("hello");
     copy_hello(&exe);
+    // An environment file for the generations cannot undo what keeper mode sets.
+    let env_file = dir.join("env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "NOTIFY_SOCKET={}\nACTIX_GRACEFUL_KEEPER=1\n",
+            path.display()
+        ),
+    )
+    .expect("write env file");
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["--keeper", "--listen", "127.0.0.1:0", "--workers", "1"])
+        .arg("--env-file")
+        .arg(&env_file)
         .env("NOTIFY_SOCKET", &path);
     let h = Hello::start_cmd("hello", cmd);
     let keeper = h.pid();

@@ -54,6 +54,7 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
             .collect(),
         None => Vec::new(),
     };
+    env_changes.retain(|(k, _)| !plan.env.iter().any(|(name, _)| k == name));
     env_changes.extend(
         plan.env
             .iter()
