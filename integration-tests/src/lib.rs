@@ -122,6 +122,55 @@ pub mod bins {
     }
 }
 
+/// What a finished tool printed and how it ended.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// How it ended (`None` if it ran past the timeout and was killed).
+    pub exit: Option<reaper::Exit>,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs a short-lived tool to completion (at most `timeout`) and collects its output. Use this
+/// instead of `Command::output()`, whose `wait` races the harness's reaper (`ECHILD`).
+pub fn run_tool(cmd: &mut std::process::Command, timeout: std::time::Duration) -> ToolRun {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    reaper::ensure();
+    let since = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id() as i32;
+    let read = |r: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_string(&mut s);
+            }
+            s
+        })
+    };
+    let out = read(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = read(child.stderr.take().map(|r| Box::new(r) as _));
+    drop(child);
+    let gone = reaper::wait_gone(pid, since, timeout);
+    if gone.is_none() {
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+        reaper::wait_gone(pid, since, std::time::Duration::from_secs(5));
+    }
+    ToolRun {
+        exit: gone.and_then(|g| g.exit()),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
 /// The `hello` example (env `HELLO_BIN` overrides).
 pub fn hello_bin() -> PathBuf {
     bins::locate("hello", "HELLO_BIN")
