@@ -1,0 +1,364 @@
+//! The restart strategies: starting a server generation, triggering a restart its way, and
+//! timing the handoff from what the server prints and which pids come and go.
+
+use crate::loadgen::{Load, Recorded, Spec};
+use integration_tests::hello::number_after;
+use integration_tests::reaper::{self, Gone};
+use integration_tests::{procfs, signal, ServerFamily, Target};
+use nix::sys::signal::Signal;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How a strategy restarts the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Send the upgrade signal; the process hands its listeners to its successor
+    /// (actix-graceful).
+    Graceful,
+    /// SIGTERM the old process, then start a new one (retrying while the port is taken).
+    Naive,
+    /// Start the new process (bound with SO_REUSEPORT) next to the old one, wait until it
+    /// serves, then SIGTERM the old one.
+    ReusePort,
+}
+
+/// One strategy to run.
+#[derive(Clone, Debug)]
+pub struct Strategy {
+    /// Short name (file names, tables).
+    pub name: String,
+    /// What it does.
+    pub kind: Kind,
+    /// The server command, `{port}` already substituted.
+    pub cmd: Vec<String>,
+}
+
+/// Timing of one restart, milliseconds from the trigger.
+#[derive(Clone, Debug, Default)]
+pub struct Handoff {
+    /// Trigger, seconds since the load started.
+    pub at: f64,
+    /// Trigger → the successor is ready. Graceful: the library's own `ready after` figure
+    /// (upgrade signal handled → successor's ready byte). Others: the new process's ready
+    /// line seen by the bench.
+    pub ready_ms: Option<f64>,
+    /// Trigger → old process reaped.
+    pub gone_ms: Option<f64>,
+    /// How the old process ended.
+    pub old_exit: Option<String>,
+}
+
+/// fds and memory of the serving process, read from /proc just before a trigger.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcSample {
+    /// Open fds.
+    pub fds: usize,
+    /// VmRSS, KiB.
+    pub rss_kb: u64,
+    /// VmHWM (peak RSS), KiB.
+    pub hwm_kb: u64,
+}
+
+/// Everything one strategy's run produced.
+pub struct Run {
+    /// One per restart done.
+    pub handoffs: Vec<Handoff>,
+    /// What went wrong with the restarts themselves (not the requests).
+    pub errors: Vec<String>,
+    /// One per generation that served, taken just before its trigger (and at the end).
+    pub samples: Vec<ProcSample>,
+    /// The load's records.
+    pub recorded: Recorded,
+}
+
+/// The knobs of one run.
+#[derive(Clone, Debug)]
+pub struct RunCfg {
+    /// Restarts.
+    pub upgrades: usize,
+    /// Load duration, seconds.
+    pub seconds: f64,
+    /// The load (its target is the server's).
+    pub load: Spec,
+    /// Slow requests fired before each restart.
+    pub slow: usize,
+    /// Their path.
+    pub slow_path: String,
+    /// Their client timeout.
+    pub slow_timeout: Duration,
+    /// How long before a restart they are fired.
+    pub slow_lead: Duration,
+    /// A new process is serving once it prints a line containing this.
+    pub ready_line: String,
+    /// The graceful strategy's upgrade signal.
+    pub upgrade_signal: Signal,
+    /// Bound on each wait (ready, spawned, gone).
+    pub step_timeout: Duration,
+}
+
+/// Start one process of `cmd`.
+pub fn spawn(name: &str, cmd: &[String]) -> std::io::Result<ServerFamily> {
+    let (prog, args) = cmd
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty server command"))?;
+    let mut c = Command::new(prog);
+    c.args(args);
+    ServerFamily::spawn(name, c)
+}
+
+/// Wait until `fam`'s first process prints a line containing `needle` (stdout or stderr).
+/// Returns when it was seen; an error if the process exits first or `timeout` passes.
+pub fn wait_ready(fam: &ServerFamily, needle: &str, timeout: Duration) -> Result<Instant, String> {
+    let deadline = Instant::now() + timeout;
+    let (mut out, mut err) = (0, 0);
+    loop {
+        for (cap, from) in [(&fam.stdout, &mut out), (&fam.stderr, &mut err)] {
+            let n = cap.len();
+            if !cap.find(*from, |l| l.contains(needle)).is_empty() {
+                return Ok(Instant::now());
+            }
+            *from = n;
+        }
+        if let Some(exit) = reaper::exit_status_since(fam.root(), fam.started) {
+            return Err(format!(
+                "{} exited ({exit}) before printing {needle:?}:\n{}",
+                fam.name(),
+                fam.output_tail(6)
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} printed no {needle:?} within {timeout:?}",
+                fam.name()
+            ));
+        }
+        // Blocks on the condition variable until a line arrives (or 2 ms).
+        let _ = fam
+            .stdout
+            .wait_for_line(out, |l| l.contains(needle), Duration::from_millis(2));
+    }
+}
+
+fn sample(pid: i32) -> ProcSample {
+    ProcSample {
+        fds: procfs::fd_count(pid).unwrap_or(0),
+        rss_kb: procfs::vm_rss_kb(pid).unwrap_or(0),
+        hwm_kb: procfs::vm_hwm_kb(pid).unwrap_or(0),
+    }
+}
+
+fn sleep_until(at: Instant) {
+    if let Some(d) = at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// The generations of one run.
+struct Gens {
+    /// Graceful: one family for all generations. Others: one per process.
+    families: Vec<ServerFamily>,
+    /// The pid serving now.
+    cur: i32,
+}
+
+/// Run `s` under load with `cfg.upgrades` restarts spread evenly over `cfg.seconds`.
+pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
+    let first = spawn(&s.name, &s.cmd).map_err(|e| format!("cannot start {:?}: {e}", s.cmd))?;
+    wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
+    let mut gens = Gens {
+        cur: first.root(),
+        families: vec![first],
+    };
+    let load = Load::start(
+        Spec {
+            target: target.clone(),
+            ..cfg.load.clone()
+        },
+        gens.families[0].pid_set(),
+    );
+    let t0 = load.started();
+    let mut handoffs = Vec::new();
+    let mut errors = Vec::new();
+    let mut samples = Vec::new();
+    let mut olds: Vec<(i32, Instant)> = Vec::new();
+    for i in 0..cfg.upgrades {
+        let at = t0
+            + Duration::from_secs_f64(cfg.seconds * (i as f64 + 1.0) / (cfg.upgrades as f64 + 1.0));
+        if cfg.slow > 0 {
+            sleep_until(at.checked_sub(cfg.slow_lead).unwrap_or(at));
+            load.fire_slow(cfg.slow, &cfg.slow_path, cfg.slow_timeout);
+        }
+        sleep_until(at);
+        samples.push(sample(gens.cur));
+        let old = gens.cur;
+        let trigger = Instant::now();
+        let result = match s.kind {
+            Kind::Graceful => graceful(&mut gens, cfg),
+            Kind::Naive => naive(&mut gens, s, cfg),
+            Kind::ReusePort => reuseport(&mut gens, s, cfg),
+        };
+        match result {
+            Ok(ready_ms) => {
+                handoffs.push(Handoff {
+                    at: (trigger - t0).as_secs_f64(),
+                    ready_ms,
+                    ..Handoff::default()
+                });
+                olds.push((old, trigger));
+            }
+            Err(e) => {
+                errors.push(format!("restart {}: {e}", i + 1));
+                break;
+            }
+        }
+    }
+    sleep_until(t0 + Duration::from_secs_f64(cfg.seconds));
+    samples.push(sample(gens.cur));
+    let recorded = load.stop();
+    for (h, (old, trigger)) in handoffs.iter_mut().zip(olds) {
+        match reaper::wait_gone(old, trigger, cfg.step_timeout) {
+            Some(Gone::Reaped(exit)) => {
+                h.old_exit = Some(exit.to_string());
+                h.gone_ms = reaper::reaped_at(old, trigger)
+                    .map(|(_, when)| (when - trigger).as_secs_f64() * 1e3);
+            }
+            Some(Gone::ReapedElsewhere) => h.old_exit = Some("reaped elsewhere".into()),
+            None => errors.push(format!(
+                "old process {old} still alive {:?} after the load ended",
+                cfg.step_timeout
+            )),
+        }
+    }
+    // Dropping the families kills and reaps whatever is left.
+    drop(gens);
+    Ok(Run {
+        handoffs,
+        errors,
+        samples,
+        recorded,
+    })
+}
+
+/// Upgrade signal → the library's `spawned successor pid=` and `ready after` log lines.
+fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Option<f64>, String> {
+    let fam = &gens.families[0];
+    let mark = fam.stderr.len();
+    if !signal(gens.cur, cfg.upgrade_signal) {
+        return Err(format!("pid {} is gone", gens.cur));
+    }
+    let failed = |l: &str| l.contains("upgrade failed") || l.contains("upgrade refused");
+    let (_, line) = fam
+        .stderr
+        .wait_for_line(
+            mark,
+            |l| l.contains("spawned successor pid=") || failed(l),
+            cfg.step_timeout,
+        )
+        .ok_or("no `spawned successor pid=` log line (is RUST_LOG at info for actix_graceful?)")?;
+    if failed(&line) {
+        return Err(line);
+    }
+    let new = number_after(&line, "spawned successor pid=")
+        .map(|p| p as i32)
+        .ok_or_else(|| format!("no pid in {line:?}"))?;
+    fam.add_pid(new);
+    let key = format!("successor pid={new} ready after");
+    let (_, line) = fam
+        .stderr
+        .wait_for_line(mark, |l| l.contains(&key) || failed(l), cfg.step_timeout)
+        .ok_or_else(|| format!("no `{key}` log line"))?;
+    if failed(&line) {
+        return Err(line);
+    }
+    gens.cur = new;
+    Ok(number_after(&line, "ready after"))
+}
+
+/// SIGTERM, then start a new process as fast as possible.
+fn naive(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>, String> {
+    let t = Instant::now();
+    signal(gens.cur, Signal::SIGTERM);
+    loop {
+        let fam = spawn(&s.name, &s.cmd).map_err(|e| e.to_string())?;
+        match wait_ready(&fam, &cfg.ready_line, cfg.step_timeout) {
+            Ok(ready) => {
+                gens.cur = fam.root();
+                gens.families.push(fam);
+                return Ok(Some((ready - t).as_secs_f64() * 1e3));
+            }
+            // The port is still taken: try again.
+            Err(e) if t.elapsed() < cfg.step_timeout => {
+                drop(fam);
+                if !e.contains("exited") {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Start a new process next to the old one; once it serves, SIGTERM the old one.
+fn reuseport(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>, String> {
+    let t = Instant::now();
+    let fam = spawn(&s.name, &s.cmd).map_err(|e| e.to_string())?;
+    let ready = wait_ready(&fam, &cfg.ready_line, cfg.step_timeout)?;
+    signal(gens.cur, Signal::SIGTERM);
+    gens.cur = fam.root();
+    gens.families.push(fam);
+    Ok(Some((ready - t).as_secs_f64() * 1e3))
+}
+
+/// Serve under load without restarts for `seconds`; returns the successful requests per
+/// second after the first half second.
+pub fn steady_rate(
+    cmd: &[String],
+    target: &Target,
+    load: &Spec,
+    ready_line: &str,
+    seconds: f64,
+) -> Result<f64, String> {
+    let fam = spawn("steady", cmd).map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    wait_ready(&fam, ready_line, Duration::from_secs(20))?;
+    let load = Load::start(
+        Spec {
+            target: target.clone(),
+            ..load.clone()
+        },
+        fam.pid_set(),
+    );
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let rec = load.stop();
+    drop(fam);
+    let warm = 500_000;
+    let ok = rec
+        .recs
+        .iter()
+        .filter(|r| r.start_us >= warm && r.outcome == crate::loadgen::Outcome::Ok)
+        .count();
+    Ok(ok as f64 / (rec.elapsed.as_secs_f64() - 0.5).max(1e-9))
+}
+
+/// Upgrades without load, `spacing` apart: the library's `ready after` figures.
+pub fn idle_handoffs(
+    cmd: &[String],
+    n: usize,
+    spacing: Duration,
+    cfg: &RunCfg,
+) -> Result<Vec<f64>, String> {
+    let fam = spawn("idle", cmd).map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    wait_ready(&fam, &cfg.ready_line, cfg.step_timeout)?;
+    let mut gens = Gens {
+        cur: fam.root(),
+        families: vec![fam],
+    };
+    let mut out = Vec::new();
+    for _ in 0..n {
+        std::thread::sleep(spacing);
+        if let Some(ms) = graceful(&mut gens, cfg)? {
+            out.push(ms);
+        }
+    }
+    Ok(out)
+}
