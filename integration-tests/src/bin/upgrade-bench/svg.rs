@@ -188,7 +188,7 @@ pub fn timeline(
             )
         };
         let _ = writeln!(s, r#"<text x="{}" y="{ly}">{label}</text>"#, lx + 18.0);
-        lx += 26.0 + 7.0 * label.len() as f64;
+        lx += 30.0 + 7.0 * label.len() as f64;
     };
     item(&mut s, "#2ca02c", "upgrade", true);
     for (k, (_, name)) in FAIL_KINDS.iter().enumerate() {
