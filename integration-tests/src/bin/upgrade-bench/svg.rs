@@ -18,9 +18,10 @@ const KIND_COLORS: [&str; FAIL_KINDS.len()] = [
     "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#17becf",
 ];
 
-/// A round axis maximum >= `v` (1, 2 or 5 times a power of ten).
+/// A round axis maximum >= `v` and >= 2 (1, 2 or 5 times a power of ten), so that half of
+/// it is a whole number.
 fn nice_max(v: f64) -> f64 {
-    let v = v.max(1.0);
+    let v = v.max(2.0);
     let p = 10f64.powf(v.log10().floor());
     [1.0, 2.0, 5.0, 10.0]
         .into_iter()
@@ -95,7 +96,7 @@ pub fn timeline(
                 W - RIGHT,
                 LEFT - 4.0,
                 y + 4.0,
-                (max * frac).round()
+                max * frac
             );
         }
         let _ = writeln!(
@@ -169,6 +170,14 @@ pub fn timeline(
             );
         }
     }
+    if fails.iter().all(|f| f.iter().all(|&n| n == 0)) {
+        let _ = writeln!(
+            s,
+            r##"<text x="{}" y="{}" text-anchor="middle" fill="#2ca02c" font-size="14">no failed request</text>"##,
+            (LEFT + W - RIGHT) / 2.0,
+            FAIL_TOP + FAIL_H / 2.0 + 5.0
+        );
+    }
     // Legend.
     let mut lx = LEFT;
     let ly = FAIL_TOP - 10.0;
@@ -210,7 +219,7 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>\n"));
         assert!(svg.contains("t &lt;1&gt;"));
         assert!(svg.contains("7 refused"));
-        assert_eq!(nice_max(0.0), 1.0);
+        assert_eq!(nice_max(0.0), 2.0);
         assert_eq!(nice_max(4100.0), 5000.0);
         assert_eq!(time_step(300.0), 30.0);
     }
