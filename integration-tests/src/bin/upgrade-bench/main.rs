@@ -343,14 +343,17 @@ fn print_samples(v: &[ProcSample]) {
         return;
     }
     let fds: Vec<usize> = v.iter().map(|p| p.fds).collect();
+    let other: Vec<usize> = v.iter().map(|p| p.non_socket_fds).collect();
     let rss: Vec<f64> = v.iter().map(|p| p.rss_kb as f64 / 1024.0).collect();
     let hwm = v.iter().map(|p| p.hwm_kb).max().unwrap_or(0) as f64 / 1024.0;
     println!(
-        "  serving process fds    first {}, last {}, min {}, max {}  ({} generations, read before each trigger)",
+        "  serving process fds    first {}, last {}, min {}, max {}; not sockets: min {}, max {}  ({} generations, read before each trigger)",
         fds[0],
         fds[fds.len() - 1],
         fds.iter().min().unwrap_or(&0),
         fds.iter().max().unwrap_or(&0),
+        other.iter().min().unwrap_or(&0),
+        other.iter().max().unwrap_or(&0),
         v.len()
     );
     println!(
@@ -576,9 +579,10 @@ fn main() {
             &cfg,
         ) {
             Ok(v) => println!(
-                "\nidle handoff (no load, {} upgrades 300 ms apart): trigger → ready ms {} median / p90 (load average {})",
+                "\nidle handoff (no load, {} upgrades 300 ms apart): trigger → ready ms {} median / p90, min {:.1} (load average {})",
                 v.len(),
                 mp(&v),
+                v.iter().copied().fold(f64::INFINITY, f64::min),
                 loadavg()
             ),
             Err(e) => println!("\nidle handoff: {e}"),

@@ -53,6 +53,8 @@ pub struct Handoff {
 pub struct ProcSample {
     /// Open fds.
     pub fds: usize,
+    /// Open fds that are not sockets (sockets come and go with client connections).
+    pub non_socket_fds: usize,
     /// VmRSS, KiB.
     pub rss_kb: u64,
     /// VmHWM (peak RSS), KiB.
@@ -140,8 +142,13 @@ pub fn wait_ready(fam: &ServerFamily, needle: &str, timeout: Duration) -> Result
 }
 
 fn sample(pid: i32) -> ProcSample {
+    let fds = procfs::fd_targets(pid);
     ProcSample {
-        fds: procfs::fd_count(pid).unwrap_or(0),
+        fds: fds.len(),
+        non_socket_fds: fds
+            .iter()
+            .filter(|(_, t)| !t.starts_with("socket:"))
+            .count(),
         rss_kb: procfs::vm_rss_kb(pid).unwrap_or(0),
         hwm_kb: procfs::vm_hwm_kb(pid).unwrap_or(0),
     }
