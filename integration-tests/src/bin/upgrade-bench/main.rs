@@ -63,10 +63,11 @@ usage: upgrade-bench [options]
                         with --cmd and no --reuseport-cmd: skipped)
   --ready-line TEXT     a new process serves once it prints a line containing TEXT (serving)
   --upgrade-signal SIG  USR2 (default), USR1 or HUP
-  --overhead-rounds R   alternating graceful/plain steady runs (3; 0: skip)
-  --overhead-seconds S  length of each (5)
+  --overhead-rounds R   alternating graceful/plain steady runs (10; 0: skip)
+  --overhead-seconds S  length of each (3)
   --idle-upgrades N     upgrades without load, for the idle handoff time (10; 0: skip)
-  --svg-dir DIR         where the timelines go (target/upgrade-bench)
+  --svg-dir DIR         where the timelines (NAME.svg) and the servers' output (NAME.log)
+                        go (target/upgrade-bench)
   --verbose             failure samples and every handoff
 Commands are split at whitespace (no shell quoting); use a wrapper script that execs for more.";
 
@@ -123,8 +124,8 @@ fn parse_args() -> Args {
         reuseport_cmd: None,
         ready_line: "serving".into(),
         upgrade_signal: Signal::SIGUSR2,
-        overhead_rounds: 3,
-        overhead_seconds: 5.0,
+        overhead_rounds: 10,
+        overhead_seconds: 3.0,
         idle_upgrades: 10,
         svg_dir: PathBuf::from("target/upgrade-bench"),
         verbose: false,
@@ -315,12 +316,22 @@ fn print_strategy(o: &Outcome, verbose: bool) {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    print_successor_cpu(&r.handoffs);
     print_samples(&r.samples);
+    println!(
+        "  machine at the end     load average {}, {}",
+        loadavg(),
+        cpu_pressure()
+    );
     for e in &r.errors {
         println!("  ERROR {e}");
     }
     if let Some(p) = &o.svg {
-        println!("  timeline               {}", p.display());
+        println!(
+            "  timeline               {} (server output: {})",
+            p.display(),
+            p.with_extension("log").display()
+        );
     }
     if verbose {
         for smp in r.recorded.samples.iter().take(30) {
@@ -336,6 +347,21 @@ fn print_strategy(o: &Outcome, verbose: bool) {
             );
         }
     }
+}
+
+/// Where the handoff time went (graceful only).
+fn print_successor_cpu(h: &[strategy::Handoff]) {
+    let v: Vec<strategy::Sched> = h.iter().filter_map(|h| h.sched).collect();
+    if v.is_empty() {
+        return;
+    }
+    let col = |f: fn(&strategy::Sched) -> f64| mp(&v.iter().map(f).collect::<Vec<_>>());
+    println!(
+        "  where it went, ms      successor on a CPU {}, successor waiting for a CPU {}, predecessor waiting for a CPU {} (median / p90; /proc/PID/task/*/schedstat)",
+        col(|s| s.successor_cpu),
+        col(|s| s.successor_wait),
+        col(|s| s.predecessor_wait)
+    );
 }
 
 fn print_samples(v: &[ProcSample]) {
@@ -411,6 +437,22 @@ fn print_overview(outs: &[Outcome]) {
     }
 }
 
+/// The `some` line of /proc/pressure/cpu: the share of time (%, over 10, 60, 300 s) in which
+/// a runnable task waited for a CPU.
+fn cpu_pressure() -> String {
+    std::fs::read_to_string("/proc/pressure/cpu")
+        .ok()
+        .and_then(|s| {
+            let some = s.lines().find(|l| l.starts_with("some"))?;
+            let avgs: Vec<&str> = some
+                .split_whitespace()
+                .filter(|f| f.starts_with("avg"))
+                .collect();
+            Some(format!("CPU pressure % {}", avgs.join(" ")))
+        })
+        .unwrap_or_default()
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -433,22 +475,17 @@ fn main() {
         .cmd
         .clone()
         .unwrap_or_else(|| default_cmd(integration_tests::hello_bin(), ""));
-    let plain_cmd = match (&a.plain_cmd, own_app) {
+    // A baseline: the command given, else hello-plain unless the user runs their own app.
+    let baseline = |given: &Option<String>, extra: &str| match (given, own_app) {
         (Some(c), _) => Some(c.clone()),
         (None, true) => None,
         (None, false) => Some(default_cmd(
             integration_tests::bins::locate("hello-plain", "HELLO_PLAIN_BIN"),
-            "",
+            extra,
         )),
     };
-    let reuseport_cmd = match (&a.reuseport_cmd, own_app) {
-        (Some(c), _) => Some(c.clone()),
-        (None, true) => None,
-        (None, false) => Some(default_cmd(
-            integration_tests::bins::locate("hello-plain", "HELLO_PLAIN_BIN"),
-            " --reuseport",
-        )),
-    };
+    let plain_cmd = baseline(&a.plain_cmd, "");
+    let reuseport_cmd = baseline(&a.reuseport_cmd, " --reuseport");
     let load = Spec {
         target: target.clone(),
         keepalive: a.keepalive,
@@ -477,8 +514,8 @@ fn main() {
         step_timeout: Duration::from_secs(30),
     };
     println!(
-        "upgrade-bench: port {} | {} restarts in {} s per strategy | {} keep-alive + {} per-request clients, {} slow requests ({}) {} ms before each restart | pause {} ms | load average {}",
-        a.port, a.upgrades, a.seconds, a.keepalive, a.per_request, a.slow, a.slow_path, a.slow_lead_ms, a.pause_ms, loadavg()
+        "upgrade-bench: port {} | {} restarts in {} s per strategy | {} keep-alive + {} per-request clients, {} slow requests ({}) {} ms before each restart | pause {} ms | load average {}, {}",
+        a.port, a.upgrades, a.seconds, a.keepalive, a.per_request, a.slow, a.slow_path, a.slow_lead_ms, a.pause_ms, loadavg(), cpu_pressure()
     );
     if !graceful_cmd.contains("/release/") && !own_app {
         println!("note: not a release build of the servers ({graceful_cmd})");
@@ -551,6 +588,10 @@ fn main() {
                 None
             }
         };
+        let log_path = a.svg_dir.join(format!("{}.log", s.name));
+        if let Err(e) = std::fs::write(&log_path, run.log.join("\n") + "\n") {
+            println!("cannot write {}: {e}", log_path.display());
+        }
         let o = Outcome {
             strategy: s,
             summary,
@@ -565,6 +606,7 @@ fn main() {
                     recs: Vec::new(),
                     ..o.run.recorded
                 },
+                log: Vec::new(),
                 ..o.run
             },
             ..o
@@ -578,13 +620,18 @@ fn main() {
             Duration::from_millis(300),
             &cfg,
         ) {
-            Ok(v) => println!(
-                "\nidle handoff (no load, {} upgrades 300 ms apart): trigger → ready ms {} median / p90, min {:.1} (load average {})",
-                v.len(),
-                mp(&v),
-                v.iter().copied().fold(f64::INFINITY, f64::min),
-                loadavg()
-            ),
+            Ok(h) => {
+                let v: Vec<f64> = h.iter().filter_map(|h| h.ready_ms).collect();
+                println!(
+                    "\nidle handoff (no load, {} upgrades 300 ms apart): trigger → ready ms {} median / p90, min {:.1} (load average {}, {})",
+                    v.len(),
+                    mp(&v),
+                    v.iter().copied().fold(f64::INFINITY, f64::min),
+                    loadavg(),
+                    cpu_pressure()
+                );
+                print_successor_cpu(&h);
+            }
             Err(e) => println!("\nidle handoff: {e}"),
         }
     }
@@ -602,7 +649,8 @@ fn main() {
     print_overview(&outs);
 }
 
-/// Steady-state throughput, graceful vs plain, alternating which goes first.
+/// Steady-state throughput and server CPU per request, graceful vs plain, alternating which
+/// goes first.
 fn overhead(
     a: &Args,
     graceful: &[String],
@@ -610,7 +658,7 @@ fn overhead(
     target: &integration_tests::Target,
     load: &Spec,
 ) {
-    let mut ratios = Vec::new();
+    let (mut rate_ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
     let (mut g_all, mut p_all) = (Vec::new(), Vec::new());
     for round in 0..a.overhead_rounds {
         let order: [(&[String], bool); 2] = if round % 2 == 0 {
@@ -618,29 +666,46 @@ fn overhead(
         } else {
             [(plain, false), (graceful, true)]
         };
-        let (mut g, mut p) = (0.0, 0.0);
+        let (mut g, mut p) = (None, None);
         for (cmd, is_graceful) in order {
-            match strategy::steady_rate(cmd, target, load, &a.ready_line, a.overhead_seconds) {
-                Ok(r) if is_graceful => g = r,
-                Ok(r) => p = r,
+            match strategy::steady(cmd, target, load, &a.ready_line, a.overhead_seconds) {
+                Ok(r) if is_graceful => g = Some(r),
+                Ok(r) => p = Some(r),
                 Err(e) => {
                     println!("\noverhead: {e}");
                     return;
                 }
             }
         }
-        ratios.push(g / p);
-        g_all.push(g);
-        p_all.push(p);
+        if let (Some(g), Some(p)) = (g, p) {
+            rate_ratios.push(g.rate / p.rate);
+            cpu_ratios.push(p.cpu_us / g.cpu_us);
+            g_all.push(g);
+            p_all.push(p);
+        }
     }
     let med = |v: &[f64]| median_p90(v).map(|x| x.0).unwrap_or(f64::NAN);
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let rate = |v: &[strategy::Steady]| med(&v.iter().map(|s| s.rate).collect::<Vec<_>>());
+    let cpu = |v: &[strategy::Steady]| med(&v.iter().map(|s| s.cpu_us).collect::<Vec<_>>());
     println!(
-        "\nsteady-state overhead ({} alternating rounds of {} s, no restarts): graceful {:.0} ok/s, plain {:.0} ok/s (medians); ratio graceful/plain per round {} → median {:.3}",
-        a.overhead_rounds,
+        "\nsteady-state overhead ({} alternating rounds of {} s each, no restarts; medians):\n  \
+         throughput: graceful {:.0} ok/s, plain {:.0} ok/s; ratio graceful/plain per round {} → median {:.3}\n  \
+         server CPU per request: graceful {:.2} µs, plain {:.2} µs; ratio plain/graceful per round {} → median {:.3}",
+        rate_ratios.len(),
         a.overhead_seconds,
-        med(&g_all),
-        med(&p_all),
-        ratios.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" "),
-        med(&ratios)
+        rate(&g_all),
+        rate(&p_all),
+        list(&rate_ratios),
+        med(&rate_ratios),
+        cpu(&g_all),
+        cpu(&p_all),
+        list(&cpu_ratios),
+        med(&cpu_ratios),
     );
 }

@@ -44,6 +44,8 @@ pub struct Handoff {
     pub ready_ms: Option<f64>,
     /// Trigger → old process reaped.
     pub gone_ms: Option<f64>,
+    /// Where the handoff time went (graceful only, from `/proc/<pid>/task/*/schedstat`).
+    pub sched: Option<Sched>,
     /// How the old process ended.
     pub old_exit: Option<String>,
 }
@@ -71,6 +73,8 @@ pub struct Run {
     pub samples: Vec<ProcSample>,
     /// The load's records.
     pub recorded: Recorded,
+    /// What the servers printed (per process: stdout, then stderr).
+    pub log: Vec<String>,
 }
 
 /// The knobs of one run.
@@ -105,6 +109,11 @@ pub fn spawn(name: &str, cmd: &[String]) -> std::io::Result<ServerFamily> {
         .ok_or_else(|| std::io::Error::other("empty server command"))?;
     let mut c = Command::new(prog);
     c.args(args);
+    // The servers log at info (the graceful strategy reads the library's lines) unless the
+    // bench's own RUST_LOG says otherwise (e.g. `actix_graceful=debug,info` for timings).
+    if let Some(level) = std::env::var_os("RUST_LOG") {
+        c.env("RUST_LOG", level);
+    }
     ServerFamily::spawn(name, c)
 }
 
@@ -201,14 +210,15 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
         let trigger = Instant::now();
         let result = match s.kind {
             Kind::Graceful => graceful(&mut gens, cfg),
-            Kind::Naive => naive(&mut gens, s, cfg),
-            Kind::ReusePort => reuseport(&mut gens, s, cfg),
+            Kind::Naive => naive(&mut gens, s, cfg).map(|r| (r, None)),
+            Kind::ReusePort => reuseport(&mut gens, s, cfg).map(|r| (r, None)),
         };
         match result {
-            Ok(ready_ms) => {
+            Ok((ready_ms, sched)) => {
                 handoffs.push(Handoff {
                     at: (trigger - t0).as_secs_f64(),
                     ready_ms,
+                    sched,
                     ..Handoff::default()
                 });
                 olds.push((old, trigger));
@@ -220,6 +230,10 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
         }
     }
     sleep_until(t0 + Duration::from_secs_f64(cfg.seconds));
+    // The last generation's sample, once its clients have moved over to it.
+    if let Some(h) = handoffs.last() {
+        sleep_until(t0 + Duration::from_secs_f64(h.at + 1.0));
+    }
     samples.push(sample(gens.cur));
     let recorded = load.stop();
     for (h, (old, trigger)) in handoffs.iter_mut().zip(olds) {
@@ -236,6 +250,11 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
             )),
         }
     }
+    let mut log = Vec::new();
+    for fam in &gens.families {
+        log.extend(fam.stdout.lines());
+        log.extend(fam.stderr.lines());
+    }
     // Dropping the families kills and reaps whatever is left.
     drop(gens);
     Ok(Run {
@@ -243,13 +262,45 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
         errors,
         samples,
         recorded,
+        log,
     })
 }
 
+/// Milliseconds on a CPU and waiting for one in a run queue, per thread of `pid`.
+fn task_sched(pid: i32) -> std::collections::BTreeMap<i32, (f64, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    dir.filter_map(|e| {
+        let tid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+        let mut f = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+        Some((tid, (f.next()?? / 1e6, f.next()?? / 1e6)))
+    })
+    .collect()
+}
+
+/// Where a graceful handoff's time went, milliseconds, from the scheduler's accounting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sched {
+    /// The successor's main thread, fork → its readiness seen: on a CPU.
+    pub successor_cpu: f64,
+    /// The same: runnable but waiting for a CPU.
+    pub successor_wait: f64,
+    /// The predecessor's main thread (which handles the signal) and the threads it started
+    /// for the upgrade, signal → readiness seen: waiting for a CPU.
+    pub predecessor_wait: f64,
+}
+
+/// What a graceful upgrade reports: the library's `ready after` figure, and where the time
+/// went.
+type Ready = (Option<f64>, Option<Sched>);
+
 /// Upgrade signal → the library's `spawned successor pid=` and `ready after` log lines.
-fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Option<f64>, String> {
+fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
     let fam = &gens.families[0];
     let mark = fam.stderr.len();
+    let before = task_sched(gens.cur);
     if !signal(gens.cur, cfg.upgrade_signal) {
         return Err(format!("pid {} is gone", gens.cur));
     }
@@ -277,8 +328,22 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Option<f64>, String> {
     if failed(&line) {
         return Err(line);
     }
+    let after = task_sched(gens.cur);
+    let predecessor_wait = after
+        .iter()
+        .filter_map(|(tid, (_, wait))| match before.get(tid) {
+            None => Some(*wait),
+            Some((_, w0)) if *tid == gens.cur => Some(wait - w0),
+            Some(_) => None,
+        })
+        .sum();
+    let sched = task_sched(new).get(&new).map(|&(cpu, wait)| Sched {
+        successor_cpu: cpu,
+        successor_wait: wait,
+        predecessor_wait,
+    });
     gens.cur = new;
-    Ok(number_after(&line, "ready after"))
+    Ok((number_after(&line, "ready after"), sched))
 }
 
 /// SIGTERM, then start a new process as fast as possible.
@@ -317,17 +382,39 @@ fn reuseport(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>,
     Ok(Some((ready - t).as_secs_f64() * 1e3))
 }
 
-/// Serve under load without restarts for `seconds`; returns the successful requests per
-/// second after the first half second.
-pub fn steady_rate(
+/// CPU time (user + system, all threads) `pid` has used, seconds.
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// A steady-state run: successful requests per second, and the server's CPU time per
+/// successful request (microseconds; less sensitive to what else runs on the machine).
+#[derive(Clone, Copy, Debug)]
+pub struct Steady {
+    /// Successful requests per second.
+    pub rate: f64,
+    /// Server CPU microseconds per successful request.
+    pub cpu_us: f64,
+}
+
+/// Serve under load without restarts for `seconds`; measured after the first half second.
+pub fn steady(
     cmd: &[String],
     target: &Target,
     load: &Spec,
     ready_line: &str,
     seconds: f64,
-) -> Result<f64, String> {
+) -> Result<Steady, String> {
     let fam = spawn("steady", cmd).map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     wait_ready(&fam, ready_line, Duration::from_secs(20))?;
+    let pid = fam.root();
     let load = Load::start(
         Spec {
             target: target.clone(),
@@ -335,25 +422,37 @@ pub fn steady_rate(
         },
         fam.pid_set(),
     );
-    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let warm = Duration::from_millis(500);
+    sleep_until(load.started() + warm);
+    let cpu0 = cpu_seconds(pid);
+    sleep_until(load.started() + Duration::from_secs_f64(seconds));
+    let cpu1 = cpu_seconds(pid);
     let rec = load.stop();
     drop(fam);
-    let warm = 500_000;
+    let warm_us = warm.as_micros() as u32;
     let ok = rec
         .recs
         .iter()
-        .filter(|r| r.start_us >= warm && r.outcome == crate::loadgen::Outcome::Ok)
-        .count();
-    Ok(ok as f64 / (rec.elapsed.as_secs_f64() - 0.5).max(1e-9))
+        .filter(|r| r.start_us >= warm_us && r.outcome == crate::loadgen::Outcome::Ok)
+        .count() as f64;
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => b - a,
+        _ => return Err(format!("cannot read /proc/{pid}/stat")),
+    };
+    Ok(Steady {
+        rate: ok / (rec.elapsed - warm).as_secs_f64().max(1e-9),
+        cpu_us: cpu * 1e6 / ok.max(1.0),
+    })
 }
 
-/// Upgrades without load, `spacing` apart: the library's `ready after` figures.
+/// Upgrades without load, `spacing` apart: the library's `ready after` figures, and the
+/// successors' CPU and run-queue milliseconds by then.
 pub fn idle_handoffs(
     cmd: &[String],
     n: usize,
     spacing: Duration,
     cfg: &RunCfg,
-) -> Result<Vec<f64>, String> {
+) -> Result<Vec<Handoff>, String> {
     let fam = spawn("idle", cmd).map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     wait_ready(&fam, &cfg.ready_line, cfg.step_timeout)?;
     let mut gens = Gens {
@@ -363,9 +462,12 @@ pub fn idle_handoffs(
     let mut out = Vec::new();
     for _ in 0..n {
         std::thread::sleep(spacing);
-        if let Some(ms) = graceful(&mut gens, cfg)? {
-            out.push(ms);
-        }
+        let (ready_ms, sched) = graceful(&mut gens, cfg)?;
+        out.push(Handoff {
+            ready_ms,
+            sched,
+            ..Handoff::default()
+        });
     }
     Ok(out)
 }
