@@ -362,6 +362,24 @@ fn print_successor_cpu(h: &[strategy::Handoff]) {
         col(|s| s.successor_wait),
         col(|s| s.predecessor_wait)
     );
+    // The slow ones, one by one.
+    let mut slow: Vec<&strategy::Handoff> = h
+        .iter()
+        .filter(|h| h.ready_ms.is_some_and(|ms| ms > 100.0))
+        .collect();
+    slow.sort_by(|a, b| {
+        b.ready_ms
+            .partial_cmp(&a.ready_ms)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    for h in slow.iter().take(5) {
+        if let (Some(ms), Some(s)) = (h.ready_ms, h.sched) {
+            println!(
+                "  slow handoff at {:.1} s: ready after {ms:.1} ms; successor on a CPU {:.1}, waiting for a CPU {:.1}, asleep or blocked {:.0}; predecessor waiting for a CPU {:.1}",
+                h.at, s.successor_cpu, s.successor_wait, s.successor_blocked, s.predecessor_wait
+            );
+        }
+    }
 }
 
 fn print_samples(v: &[ProcSample]) {

@@ -290,6 +290,27 @@ pub struct Sched {
     /// The predecessor's main thread (which handles the signal) and the threads it started
     /// for the upgrade, signal → readiness seen: waiting for a CPU.
     pub predecessor_wait: f64,
+    /// The successor's age when its readiness was seen, less its main thread's CPU and
+    /// run-queue time: the time it slept or was blocked (10 ms resolution).
+    pub successor_blocked: f64,
+}
+
+/// Milliseconds since `pid` started (`/proc/<pid>/stat` start time against `/proc/uptime`;
+/// 10 ms resolution).
+fn age_ms(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the command: state is field 3, starttime field 22.
+    let start: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| (uptime - start / hz as f64) * 1e3)
 }
 
 /// What a graceful upgrade reports: the library's `ready after` figure, and where the time
@@ -337,10 +358,12 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
             Some(_) => None,
         })
         .sum();
+    let age = age_ms(new);
     let sched = task_sched(new).get(&new).map(|&(cpu, wait)| Sched {
         successor_cpu: cpu,
         successor_wait: wait,
         predecessor_wait,
+        successor_blocked: age.map_or(f64::NAN, |age| (age - cpu - wait).max(0.0)),
     });
     gens.cur = new;
     Ok((number_after(&line, "ready after"), sched))
