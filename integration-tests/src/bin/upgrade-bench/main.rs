@@ -351,7 +351,7 @@ fn print_strategy(o: &Outcome, verbose: bool) {
 
 /// Where the handoff time went (graceful only).
 fn print_successor_cpu(h: &[strategy::Handoff]) {
-    let v: Vec<strategy::Sched> = h.iter().filter_map(|h| h.sched).collect();
+    let v: Vec<strategy::Sched> = h.iter().filter_map(|h| h.sched.clone()).collect();
     if v.is_empty() {
         return;
     }
@@ -373,10 +373,10 @@ fn print_successor_cpu(h: &[strategy::Handoff]) {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     for h in slow.iter().take(5) {
-        if let (Some(ms), Some(s)) = (h.ready_ms, h.sched) {
+        if let (Some(ms), Some(s)) = (h.ready_ms, &h.sched) {
             println!(
-                "  slow handoff at {:.1} s: ready after {ms:.1} ms; successor on a CPU {:.1}, waiting for a CPU {:.1}, asleep or blocked {:.0}; predecessor waiting for a CPU {:.1}",
-                h.at, s.successor_cpu, s.successor_wait, s.successor_blocked, s.predecessor_wait
+                "  slow handoff at {:.1} s: ready after {ms:.1} ms; successor on a CPU {:.1}, waiting for a CPU {:.1}, asleep or blocked {:.0}; predecessor waiting for a CPU {:.1}; successor seen: {}",
+                h.at, s.successor_cpu, s.successor_wait, s.successor_blocked, s.predecessor_wait, s.stuck
             );
         }
     }

@@ -281,7 +281,7 @@ fn task_sched(pid: i32) -> std::collections::BTreeMap<i32, (f64, f64)> {
 }
 
 /// Where a graceful handoff's time went, milliseconds, from the scheduler's accounting.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Sched {
     /// The successor's main thread, fork → its readiness seen: on a CPU.
     pub successor_cpu: f64,
@@ -293,6 +293,22 @@ pub struct Sched {
     /// The successor's age when its readiness was seen, less its main thread's CPU and
     /// run-queue time: the time it slept or was blocked (10 ms resolution).
     pub successor_blocked: f64,
+    /// For a successor not ready within 200 ms: its state, kernel wait channel and system
+    /// call, read every 200 ms (the first and last two kept).
+    pub stuck: String,
+}
+
+/// `state wchan syscall` of `pid`'s main thread, from /proc.
+fn proc_state(pid: i32) -> String {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let state = procfs::stat(pid).map_or('?', |s| s.state);
+    let syscall = read("syscall");
+    let nr = syscall.split_whitespace().next().unwrap_or("?").to_owned();
+    format!("state {state} wchan {} syscall {nr}", read("wchan"))
 }
 
 /// Milliseconds since `pid` started (`/proc/<pid>/stat` start time against `/proc/uptime`;
@@ -342,10 +358,25 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
         .ok_or_else(|| format!("no pid in {line:?}"))?;
     fam.add_pid(new);
     let key = format!("successor pid={new} ready after");
-    let (_, line) = fam
-        .stderr
-        .wait_for_line(mark, |l| l.contains(&key) || failed(l), cfg.step_timeout)
-        .ok_or_else(|| format!("no `{key}` log line"))?;
+    let is_ready = |l: &str| l.contains(&key) || failed(l);
+    // A successor not ready after 200 ms: look at what it is doing (every 200 ms, the last
+    // few kept), to tell a CPU shortage from a process blocked in the kernel.
+    let mut stuck = Vec::new();
+    let deadline = Instant::now() + cfg.step_timeout;
+    let line = loop {
+        let step =
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+        if let Some((_, line)) = fam.stderr.wait_for_line(mark, is_ready, step) {
+            break line;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no `{key}` log line"));
+        }
+        if stuck.len() == 3 {
+            stuck.remove(1);
+        }
+        stuck.push(proc_state(new));
+    };
     if failed(&line) {
         return Err(line);
     }
@@ -364,6 +395,7 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
         successor_wait: wait,
         predecessor_wait,
         successor_blocked: age.map_or(f64::NAN, |age| (age - cpu - wait).max(0.0)),
+        stuck: stuck.join(" | "),
     });
     gens.cur = new;
     Ok((number_after(&line, "ready after"), sched))
