@@ -297,8 +297,14 @@ fn print_strategy(o: &Outcome, verbose: bool) {
             _ => "trigger → the new process's ready line",
         }
     );
+    let exited: Vec<f64> = r.handoffs.iter().filter_map(|h| h.exited_ms).collect();
     println!(
-        "  trigger → old gone ms  {} median / p90, max {:.1}",
+        "  trigger → old exited   {} median / p90, max {:.1} ms (zombie or gone, /proc polled every 2 ms)",
+        mp(&exited),
+        max(&exited)
+    );
+    println!(
+        "  trigger → old reaped   {} median / p90, max {:.1} ms (an orphan is reaped once its parent has exited too)",
         mp(&gone),
         max(&gone)
     );

@@ -6,7 +6,10 @@ use integration_tests::hello::number_after;
 use integration_tests::reaper::{self, Gone};
 use integration_tests::{procfs, signal, ServerFamily, Target};
 use nix::sys::signal::Signal;
+use std::collections::HashMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How a strategy restarts the server.
@@ -42,8 +45,11 @@ pub struct Handoff {
     /// (upgrade signal handled → successor's ready byte). Others: the new process's ready
     /// line seen by the bench.
     pub ready_ms: Option<f64>,
-    /// Trigger → old process reaped.
+    /// Trigger → old process reaped (by the bench, a subreaper; a process whose parent is
+    /// still alive is reaped only once that parent exits).
     pub gone_ms: Option<f64>,
+    /// Trigger → old process exited (a zombie or gone from /proc; polled every 2 ms).
+    pub exited_ms: Option<f64>,
     /// Where the handoff time went (graceful only, from `/proc/<pid>/task/*/schedstat`).
     pub sched: Option<Sched>,
     /// How the old process ended.
@@ -169,6 +175,73 @@ fn sleep_until(at: Instant) {
     }
 }
 
+/// Polls /proc for the moment processes exit (become zombies or disappear).
+struct ExitWatch {
+    pending: Arc<Mutex<Vec<i32>>>,
+    exited: Arc<Mutex<HashMap<i32, Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExitWatch {
+    fn start() -> ExitWatch {
+        let pending: Arc<Mutex<Vec<i32>>> = Arc::default();
+        let exited: Arc<Mutex<HashMap<i32, Instant>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, e, st) = (pending.clone(), exited.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("exit-watch".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    let mut pending = p.lock().unwrap_or_else(|e| e.into_inner());
+                    pending.retain(|&pid| {
+                        let alive = procfs::stat(pid).is_some_and(|s| s.state != 'Z');
+                        if !alive {
+                            e.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(pid, Instant::now());
+                        }
+                        alive
+                    });
+                    drop(pending);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+            .ok();
+        ExitWatch {
+            pending,
+            exited,
+            stop,
+            thread,
+        }
+    }
+
+    fn watch(&self, pid: i32) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
+    }
+
+    fn exited(&self, pid: i32) -> Option<Instant> {
+        self.exited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pid)
+            .copied()
+    }
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The generations of one run.
 struct Gens {
     /// Graceful: one family for all generations. Others: one per process.
@@ -197,6 +270,7 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
     let mut errors = Vec::new();
     let mut samples = Vec::new();
     let mut olds: Vec<(i32, Instant)> = Vec::new();
+    let watch = ExitWatch::start();
     for i in 0..cfg.upgrades {
         let at = t0
             + Duration::from_secs_f64(cfg.seconds * (i as f64 + 1.0) / (cfg.upgrades as f64 + 1.0));
@@ -222,6 +296,7 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
                     ..Handoff::default()
                 });
                 olds.push((old, trigger));
+                watch.watch(old);
             }
             Err(e) => {
                 errors.push(format!("restart {}: {e}", i + 1));
@@ -236,7 +311,7 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
     }
     samples.push(sample(gens.cur));
     let recorded = load.stop();
-    for (h, (old, trigger)) in handoffs.iter_mut().zip(olds) {
+    for (h, &(old, trigger)) in handoffs.iter_mut().zip(&olds) {
         match reaper::wait_gone(old, trigger, cfg.step_timeout) {
             Some(Gone::Reaped(exit)) => {
                 h.old_exit = Some(exit.to_string());
@@ -250,6 +325,14 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
             )),
         }
     }
+    // The watcher polls every 2 ms: give it the time to see the last exits.
+    std::thread::sleep(Duration::from_millis(10));
+    for (h, (old, trigger)) in handoffs.iter_mut().zip(olds) {
+        h.exited_ms = watch
+            .exited(old)
+            .map(|at| at.saturating_duration_since(trigger).as_secs_f64() * 1e3);
+    }
+    drop(watch);
     let mut log = Vec::new();
     for fam in &gens.families {
         log.extend(fam.stdout.lines());
