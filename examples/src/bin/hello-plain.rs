@@ -15,11 +15,15 @@
 
 use std::{
     future::Future as _, io::Write as _, net::SocketAddr, pin::Pin, process::ExitCode, task::Poll,
-    time::Duration,
 };
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
+
 use socket2::{Domain, Protocol, Socket, Type};
+
+#[path = "../shared.rs"]
+mod shared;
+use shared::{health, reply, sleep};
 
 /// actix's own default listen backlog.
 const BACKLOG: i32 = 1024;
@@ -70,25 +74,6 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(socket.into())
 }
 
-fn reply() -> HttpResponse {
-    let pid = std::process::id();
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", pid.to_string()))
-        .body(format!("pid={pid}\n"))
-}
-
-async fn sleep(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
-    let ms = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
-    actix_web::rt::time::sleep(Duration::from_millis(ms.min(600_000))).await;
-    reply()
-}
-
-async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", std::process::id().to_string()))
-        .body("ok\n")
-}
-
 async fn serve(opts: Options) -> std::io::Result<()> {
     let server = HttpServer::new(|| {
         App::new()
@@ -129,11 +114,5 @@ fn main() -> ExitCode {
     let result = parse_args()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("hello-plain: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::exit("hello-plain", result)
 }
