@@ -363,10 +363,11 @@ fn print_successor_cpu(h: &[strategy::Handoff]) {
     }
     let col = |f: fn(&strategy::Sched) -> f64| mp(&v.iter().map(f).collect::<Vec<_>>());
     println!(
-        "  where it went, ms      successor on a CPU {}, successor waiting for a CPU {}, predecessor waiting for a CPU {} (median / p90; /proc/PID/task/*/schedstat)",
+        "  where it went, ms      successor on a CPU {}, successor waiting for a CPU {}, predecessor waiting for a CPU {} (median / p90; /proc/PID/task/*/schedstat); successor's major page faults {}",
         col(|s| s.successor_cpu),
         col(|s| s.successor_wait),
-        col(|s| s.predecessor_wait)
+        col(|s| s.predecessor_wait),
+        col(|s| s.major_faults.map_or(f64::NAN, |n| n as f64))
     );
     // The slow ones, one by one.
     let mut slow: Vec<&strategy::Handoff> = h
@@ -381,8 +382,9 @@ fn print_successor_cpu(h: &[strategy::Handoff]) {
     for h in slow.iter().take(5) {
         if let (Some(ms), Some(s)) = (h.ready_ms, &h.sched) {
             println!(
-                "  slow handoff at {:.1} s: ready after {ms:.1} ms; successor on a CPU {:.1}, waiting for a CPU {:.1}, asleep or blocked {:.0}; predecessor waiting for a CPU {:.1}; successor seen: {}",
-                h.at, s.successor_cpu, s.successor_wait, s.successor_blocked, s.predecessor_wait, s.stuck
+                "  slow handoff at {:.1} s: ready after {ms:.1} ms; successor on a CPU {:.1}, waiting for a CPU {:.1}, asleep or blocked {:.0}; predecessor waiting for a CPU {:.1}; successor's major page faults {}; seen meanwhile: {}",
+                h.at, s.successor_cpu, s.successor_wait, s.successor_blocked, s.predecessor_wait,
+                s.major_faults.map_or("?".into(), |n| n.to_string()), s.stuck
             );
         }
     }

@@ -379,9 +379,33 @@ pub struct Sched {
     /// For a successor not ready within 200 ms: its state, kernel wait channel and system
     /// call, read every 200 ms (the first and last two kept).
     pub stuck: String,
+    /// The successor's major page faults (pages read from disk) when its readiness was seen.
+    pub major_faults: Option<u64>,
 }
 
-/// `state wchan syscall` of `pid`'s main thread, from /proc.
+/// Keep the first and the last two observations.
+fn note(v: &mut Vec<String>, s: String) {
+    if v.len() == 3 {
+        v.remove(1);
+    }
+    v.push(s);
+}
+
+/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// `state wchan syscall majflt` of `pid`'s main thread, from /proc.
 fn proc_state(pid: i32) -> String {
     let read = |f: &str| {
         std::fs::read_to_string(format!("/proc/{pid}/{f}"))
@@ -391,7 +415,21 @@ fn proc_state(pid: i32) -> String {
     let state = procfs::stat(pid).map_or('?', |s| s.state);
     let syscall = read("syscall");
     let nr = syscall.split_whitespace().next().unwrap_or("?").to_owned();
-    format!("state {state} wchan {} syscall {nr}", read("wchan"))
+    format!(
+        "state {state} wchan {} syscall {nr} major faults {}",
+        read("wchan"),
+        major_faults(pid).map_or("?".into(), |n| n.to_string())
+    )
+}
+
+/// Major page faults of `pid` (pages read from disk), `/proc/<pid>/stat` field 12.
+fn major_faults(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(9)?
+        .parse()
+        .ok()
 }
 
 /// Milliseconds since `pid` started (`/proc/<pid>/stat` start time against `/proc/uptime`;
@@ -425,14 +463,30 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
         return Err(format!("pid {} is gone", gens.cur));
     }
     let failed = |l: &str| l.contains("upgrade failed") || l.contains("upgrade refused");
-    let (_, line) = fam
-        .stderr
-        .wait_for_line(
-            mark,
-            |l| l.contains("spawned successor pid=") || failed(l),
-            cfg.step_timeout,
-        )
-        .ok_or("no `spawned successor pid=` log line (is RUST_LOG at info for actix_graceful?)")?;
+    let is_spawned = |l: &str| l.contains("spawned successor pid=") || failed(l);
+    // Until the library says it spawned the successor (after its `exec`), look at the
+    // children of the old process every 200 ms if it takes longer.
+    let mut stuck = Vec::new();
+    let deadline = Instant::now() + cfg.step_timeout;
+    let line = loop {
+        let step =
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+        if let Some((_, line)) = fam.stderr.wait_for_line(mark, is_spawned, step) {
+            break line;
+        }
+        if Instant::now() >= deadline {
+            return Err(
+                "no `spawned successor pid=` log line (is RUST_LOG at info for actix_graceful?)"
+                    .into(),
+            );
+        }
+        for child in children(gens.cur) {
+            note(
+                &mut stuck,
+                format!("child {child} before exec done: {}", proc_state(child)),
+            );
+        }
+    };
     if failed(&line) {
         return Err(line);
     }
@@ -442,9 +496,8 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
     fam.add_pid(new);
     let key = format!("successor pid={new} ready after");
     let is_ready = |l: &str| l.contains(&key) || failed(l);
-    // A successor not ready after 200 ms: look at what it is doing (every 200 ms, the last
-    // few kept), to tell a CPU shortage from a process blocked in the kernel.
-    let mut stuck = Vec::new();
+    // A successor not ready after 200 ms: look at what it is doing (every 200 ms), to tell
+    // a CPU shortage from a process blocked in the kernel.
     let deadline = Instant::now() + cfg.step_timeout;
     let line = loop {
         let step =
@@ -455,10 +508,7 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
         if Instant::now() >= deadline {
             return Err(format!("no `{key}` log line"));
         }
-        if stuck.len() == 3 {
-            stuck.remove(1);
-        }
-        stuck.push(proc_state(new));
+        note(&mut stuck, format!("successor: {}", proc_state(new)));
     };
     if failed(&line) {
         return Err(line);
@@ -479,6 +529,7 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
         predecessor_wait,
         successor_blocked: age.map_or(f64::NAN, |age| (age - cpu - wait).max(0.0)),
         stuck: stuck.join(" | "),
+        major_faults: major_faults(new),
     });
     gens.cur = new;
     Ok((number_after(&line, "ready after"), sched))
