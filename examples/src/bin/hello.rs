@@ -25,6 +25,10 @@ use std::{io::Write as _, process::ExitCode, time::Duration};
 use actix_graceful::{Binding, Graceful, GracefulBind as _, UpgradeHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 
+#[path = "../shared.rs"]
+mod shared;
+use shared::{health, reply, sleep};
+
 #[derive(Debug)]
 struct Options {
     listen: Vec<String>,
@@ -127,25 +131,6 @@ fn binding(spec: &str) -> Binding {
     }
 }
 
-fn reply() -> HttpResponse {
-    let pid = std::process::id();
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", pid.to_string()))
-        .body(format!("pid={pid}\n"))
-}
-
-async fn sleep(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
-    let ms = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
-    actix_web::rt::time::sleep(Duration::from_millis(ms.min(600_000))).await;
-    reply()
-}
-
-async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", std::process::id().to_string()))
-        .body("ok\n")
-}
-
 async fn env(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
     let pid = std::process::id().to_string();
     match query.get("name").and_then(std::env::var_os) {
@@ -244,11 +229,5 @@ fn main() -> ExitCode {
     let result = parse_args()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
         .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("hello: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::exit("hello", result)
 }

@@ -1,0 +1,662 @@
+//! The restart strategies: starting a server generation, triggering a restart its way, and
+//! timing the handoff from what the server prints and which pids come and go.
+
+use crate::loadgen::{Load, Recorded, Spec};
+use integration_tests::hello::number_after;
+use integration_tests::reaper::{self, Gone};
+use integration_tests::{procfs, signal, ServerFamily, Target};
+use nix::sys::signal::Signal;
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How a strategy restarts the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Send the upgrade signal; the process hands its listeners to its successor
+    /// (actix-graceful).
+    Graceful,
+    /// SIGTERM the old process, then start a new one (retrying while the port is taken).
+    Naive,
+    /// Start the new process (bound with SO_REUSEPORT) next to the old one, wait until it
+    /// serves, then SIGTERM the old one.
+    ReusePort,
+}
+
+/// One strategy to run.
+#[derive(Clone, Debug)]
+pub struct Strategy {
+    /// Short name (file names, tables).
+    pub name: String,
+    /// What it does.
+    pub kind: Kind,
+    /// The server command, `{port}` already substituted.
+    pub cmd: Vec<String>,
+}
+
+/// Timing of one restart, milliseconds from the trigger.
+#[derive(Clone, Debug, Default)]
+pub struct Handoff {
+    /// Trigger, seconds since the load started.
+    pub at: f64,
+    /// Trigger → the successor is ready. Graceful: the library's own `ready after` figure
+    /// (upgrade signal handled → successor's ready byte). Others: the new process's ready
+    /// line seen by the bench.
+    pub ready_ms: Option<f64>,
+    /// Trigger → old process reaped (by the bench, a subreaper; a process whose parent is
+    /// still alive is reaped only once that parent exits).
+    pub gone_ms: Option<f64>,
+    /// Trigger → old process exited (a zombie or gone from /proc; polled every 2 ms).
+    pub exited_ms: Option<f64>,
+    /// Where the handoff time went (graceful only, from `/proc/<pid>/task/*/schedstat`).
+    pub sched: Option<Sched>,
+    /// How the old process ended.
+    pub old_exit: Option<String>,
+}
+
+/// fds and memory of the serving process, read from /proc just before a trigger.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcSample {
+    /// Open fds.
+    pub fds: usize,
+    /// Open fds that are not sockets (sockets come and go with client connections).
+    pub non_socket_fds: usize,
+    /// VmRSS, KiB.
+    pub rss_kb: u64,
+    /// VmHWM (peak RSS), KiB.
+    pub hwm_kb: u64,
+}
+
+/// Everything one strategy's run produced.
+pub struct Run {
+    /// One per restart done.
+    pub handoffs: Vec<Handoff>,
+    /// What went wrong with the restarts themselves (not the requests).
+    pub errors: Vec<String>,
+    /// One per generation that served, taken just before its trigger (and at the end).
+    pub samples: Vec<ProcSample>,
+    /// The load's records.
+    pub recorded: Recorded,
+    /// What the servers printed (per process: stdout, then stderr).
+    pub log: Vec<String>,
+}
+
+/// The knobs of one run.
+#[derive(Clone, Debug)]
+pub struct RunCfg {
+    /// Restarts.
+    pub upgrades: usize,
+    /// Load duration, seconds.
+    pub seconds: f64,
+    /// The load (its target is the server's).
+    pub load: Spec,
+    /// Slow requests fired before each restart.
+    pub slow: usize,
+    /// Their path.
+    pub slow_path: String,
+    /// Their client timeout.
+    pub slow_timeout: Duration,
+    /// How long before a restart they are fired.
+    pub slow_lead: Duration,
+    /// A new process is serving once it prints a line containing this.
+    pub ready_line: String,
+    /// The graceful strategy's upgrade signal.
+    pub upgrade_signal: Signal,
+    /// Bound on each wait (ready, spawned, gone).
+    pub step_timeout: Duration,
+}
+
+/// Start one process of `cmd`.
+pub fn spawn(name: &str, cmd: &[String]) -> std::io::Result<ServerFamily> {
+    let (prog, args) = cmd
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty server command"))?;
+    let mut c = Command::new(prog);
+    c.args(args);
+    // The servers log at info (the graceful strategy reads the library's lines) unless the
+    // bench's own RUST_LOG says otherwise (e.g. `actix_graceful=debug,info` for timings).
+    if let Some(level) = std::env::var_os("RUST_LOG") {
+        c.env("RUST_LOG", level);
+    }
+    ServerFamily::spawn(name, c)
+}
+
+/// Wait until `fam`'s first process prints a line containing `needle` (stdout or stderr).
+/// Returns when it was seen; an error if the process exits first or `timeout` passes.
+pub fn wait_ready(fam: &ServerFamily, needle: &str, timeout: Duration) -> Result<Instant, String> {
+    let deadline = Instant::now() + timeout;
+    let (mut out, mut err) = (0, 0);
+    loop {
+        for (cap, from) in [(&fam.stdout, &mut out), (&fam.stderr, &mut err)] {
+            let n = cap.len();
+            if !cap.find(*from, |l| l.contains(needle)).is_empty() {
+                return Ok(Instant::now());
+            }
+            *from = n;
+        }
+        if let Some(exit) = reaper::exit_status_since(fam.root(), fam.started) {
+            return Err(format!(
+                "{} exited ({exit}) before printing {needle:?}:\n{}",
+                fam.name(),
+                fam.output_tail(6)
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} printed no {needle:?} within {timeout:?}",
+                fam.name()
+            ));
+        }
+        // Blocks on the condition variable until a line arrives (or 2 ms).
+        let _ = fam
+            .stdout
+            .wait_for_line(out, |l| l.contains(needle), Duration::from_millis(2));
+    }
+}
+
+fn sample(pid: i32) -> ProcSample {
+    let fds = procfs::fd_targets(pid);
+    ProcSample {
+        fds: fds.len(),
+        non_socket_fds: fds
+            .iter()
+            .filter(|(_, t)| !t.starts_with("socket:"))
+            .count(),
+        rss_kb: procfs::vm_rss_kb(pid).unwrap_or(0),
+        hwm_kb: procfs::vm_hwm_kb(pid).unwrap_or(0),
+    }
+}
+
+fn sleep_until(at: Instant) {
+    if let Some(d) = at.checked_duration_since(Instant::now()) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Polls /proc for the moment processes exit (become zombies or disappear).
+struct ExitWatch {
+    pending: Arc<Mutex<Vec<i32>>>,
+    exited: Arc<Mutex<HashMap<i32, Instant>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExitWatch {
+    fn start() -> ExitWatch {
+        let pending: Arc<Mutex<Vec<i32>>> = Arc::default();
+        let exited: Arc<Mutex<HashMap<i32, Instant>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, e, st) = (pending.clone(), exited.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("exit-watch".into())
+            .stack_size(128 * 1024)
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    let mut pending = p.lock().unwrap_or_else(|e| e.into_inner());
+                    pending.retain(|&pid| {
+                        let alive = procfs::stat(pid).is_some_and(|s| s.state != 'Z');
+                        if !alive {
+                            e.lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(pid, Instant::now());
+                        }
+                        alive
+                    });
+                    drop(pending);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+            .ok();
+        ExitWatch {
+            pending,
+            exited,
+            stop,
+            thread,
+        }
+    }
+
+    fn watch(&self, pid: i32) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
+    }
+
+    fn exited(&self, pid: i32) -> Option<Instant> {
+        self.exited
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&pid)
+            .copied()
+    }
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The generations of one run.
+struct Gens {
+    /// Graceful: one family for all generations. Others: one per process.
+    families: Vec<ServerFamily>,
+    /// The pid serving now.
+    cur: i32,
+}
+
+/// Run `s` under load with `cfg.upgrades` restarts spread evenly over `cfg.seconds`.
+pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
+    let first = spawn(&s.name, &s.cmd).map_err(|e| format!("cannot start {:?}: {e}", s.cmd))?;
+    wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
+    let mut gens = Gens {
+        cur: first.root(),
+        families: vec![first],
+    };
+    let load = Load::start(
+        Spec {
+            target: target.clone(),
+            ..cfg.load.clone()
+        },
+        gens.families[0].pid_set(),
+    );
+    let t0 = load.started();
+    let mut handoffs = Vec::new();
+    let mut errors = Vec::new();
+    let mut samples = Vec::new();
+    let mut olds: Vec<(i32, Instant)> = Vec::new();
+    let watch = ExitWatch::start();
+    for i in 0..cfg.upgrades {
+        let at = t0
+            + Duration::from_secs_f64(cfg.seconds * (i as f64 + 1.0) / (cfg.upgrades as f64 + 1.0));
+        if cfg.slow > 0 {
+            sleep_until(at.checked_sub(cfg.slow_lead).unwrap_or(at));
+            load.fire_slow(cfg.slow, &cfg.slow_path, cfg.slow_timeout);
+        }
+        sleep_until(at);
+        samples.push(sample(gens.cur));
+        let old = gens.cur;
+        let trigger = Instant::now();
+        let result = match s.kind {
+            Kind::Graceful => graceful(&mut gens, cfg),
+            Kind::Naive => naive(&mut gens, s, cfg).map(|r| (r, None)),
+            Kind::ReusePort => reuseport(&mut gens, s, cfg).map(|r| (r, None)),
+        };
+        match result {
+            Ok((ready_ms, sched)) => {
+                handoffs.push(Handoff {
+                    at: (trigger - t0).as_secs_f64(),
+                    ready_ms,
+                    sched,
+                    ..Handoff::default()
+                });
+                olds.push((old, trigger));
+                watch.watch(old);
+            }
+            Err(e) => {
+                errors.push(format!("restart {}: {e}", i + 1));
+                break;
+            }
+        }
+    }
+    sleep_until(t0 + Duration::from_secs_f64(cfg.seconds));
+    // The last generation's sample, once its clients have moved over to it.
+    if let Some(h) = handoffs.last() {
+        sleep_until(t0 + Duration::from_secs_f64(h.at + 1.0));
+    }
+    samples.push(sample(gens.cur));
+    let recorded = load.stop();
+    for (h, &(old, trigger)) in handoffs.iter_mut().zip(&olds) {
+        match reaper::wait_gone(old, trigger, cfg.step_timeout) {
+            Some(Gone::Reaped(exit)) => {
+                h.old_exit = Some(exit.to_string());
+                h.gone_ms = reaper::reaped_at(old, trigger)
+                    .map(|(_, when)| (when - trigger).as_secs_f64() * 1e3);
+            }
+            Some(Gone::ReapedElsewhere) => h.old_exit = Some("reaped elsewhere".into()),
+            None => errors.push(format!(
+                "old process {old} still alive {:?} after the load ended",
+                cfg.step_timeout
+            )),
+        }
+    }
+    // The watcher polls every 2 ms: give it the time to see the last exits.
+    std::thread::sleep(Duration::from_millis(10));
+    for (h, (old, trigger)) in handoffs.iter_mut().zip(olds) {
+        h.exited_ms = watch
+            .exited(old)
+            .map(|at| at.saturating_duration_since(trigger).as_secs_f64() * 1e3);
+    }
+    drop(watch);
+    let mut log = Vec::new();
+    for fam in &gens.families {
+        log.extend(fam.stdout.lines());
+        log.extend(fam.stderr.lines());
+    }
+    // Dropping the families kills and reaps whatever is left.
+    drop(gens);
+    Ok(Run {
+        handoffs,
+        errors,
+        samples,
+        recorded,
+        log,
+    })
+}
+
+/// Milliseconds on a CPU and waiting for one in a run queue, per thread of `pid`.
+fn task_sched(pid: i32) -> std::collections::BTreeMap<i32, (f64, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Default::default();
+    };
+    dir.filter_map(|e| {
+        let tid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+        let mut f = s.split_whitespace().map(|v| v.parse::<f64>().ok());
+        Some((tid, (f.next()?? / 1e6, f.next()?? / 1e6)))
+    })
+    .collect()
+}
+
+/// Where a graceful handoff's time went, milliseconds, from the scheduler's accounting.
+#[derive(Clone, Debug, Default)]
+pub struct Sched {
+    /// The successor's main thread, fork → its readiness seen: on a CPU.
+    pub successor_cpu: f64,
+    /// The same: runnable but waiting for a CPU.
+    pub successor_wait: f64,
+    /// The predecessor's main thread (which handles the signal) and the threads it started
+    /// for the upgrade, signal → readiness seen: waiting for a CPU.
+    pub predecessor_wait: f64,
+    /// The successor's age when its readiness was seen, less its main thread's CPU and
+    /// run-queue time: the time it slept or was blocked (10 ms resolution).
+    pub successor_blocked: f64,
+    /// For a successor not ready within 200 ms: its state, kernel wait channel and system
+    /// call, read every 200 ms (the first and last two kept).
+    pub stuck: String,
+    /// The successor's major page faults (pages read from disk) when its readiness was seen.
+    pub major_faults: Option<u64>,
+}
+
+/// Keep the first and the last two observations.
+fn note(v: &mut Vec<String>, s: String) {
+    if v.len() == 3 {
+        v.remove(1);
+    }
+    v.push(s);
+}
+
+/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("children")).ok())
+        .flat_map(|s| {
+            s.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
+/// `state wchan syscall majflt` of `pid`'s main thread, from /proc.
+fn proc_state(pid: i32) -> String {
+    let read = |f: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let state = procfs::stat(pid).map_or('?', |s| s.state);
+    let syscall = read("syscall");
+    let nr = syscall.split_whitespace().next().unwrap_or("?").to_owned();
+    format!(
+        "state {state} wchan {} syscall {nr} major faults {}",
+        read("wchan"),
+        major_faults(pid).map_or("?".into(), |n| n.to_string())
+    )
+}
+
+/// Major page faults of `pid` (pages read from disk), `/proc/<pid>/stat` field 12.
+fn major_faults(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(9)?
+        .parse()
+        .ok()
+}
+
+/// Milliseconds since `pid` started (`/proc/<pid>/stat` start time against `/proc/uptime`;
+/// 10 ms resolution).
+fn age_ms(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // After the command: state is field 3, starttime field 22.
+    let start: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| (uptime - start / hz as f64) * 1e3)
+}
+
+/// What a graceful upgrade reports: the library's `ready after` figure, and where the time
+/// went.
+type Ready = (Option<f64>, Option<Sched>);
+
+/// Upgrade signal → the library's `spawned successor pid=` and `ready after` log lines.
+fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
+    let fam = &gens.families[0];
+    let mark = fam.stderr.len();
+    let before = task_sched(gens.cur);
+    if !signal(gens.cur, cfg.upgrade_signal) {
+        return Err(format!("pid {} is gone", gens.cur));
+    }
+    let failed = |l: &str| l.contains("upgrade failed") || l.contains("upgrade refused");
+    let is_spawned = |l: &str| l.contains("spawned successor pid=") || failed(l);
+    // Until the library says it spawned the successor (after its `exec`), look at the
+    // children of the old process every 200 ms if it takes longer.
+    let mut stuck = Vec::new();
+    let deadline = Instant::now() + cfg.step_timeout;
+    let line = loop {
+        let step =
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+        if let Some((_, line)) = fam.stderr.wait_for_line(mark, is_spawned, step) {
+            break line;
+        }
+        if Instant::now() >= deadline {
+            return Err(
+                "no `spawned successor pid=` log line (is RUST_LOG at info for actix_graceful?)"
+                    .into(),
+            );
+        }
+        for child in children(gens.cur) {
+            note(
+                &mut stuck,
+                format!("child {child} before exec done: {}", proc_state(child)),
+            );
+        }
+    };
+    if failed(&line) {
+        return Err(line);
+    }
+    let new = number_after(&line, "spawned successor pid=")
+        .map(|p| p as i32)
+        .ok_or_else(|| format!("no pid in {line:?}"))?;
+    fam.add_pid(new);
+    let key = format!("successor pid={new} ready after");
+    let is_ready = |l: &str| l.contains(&key) || failed(l);
+    // A successor not ready after 200 ms: look at what it is doing (every 200 ms), to tell
+    // a CPU shortage from a process blocked in the kernel.
+    let deadline = Instant::now() + cfg.step_timeout;
+    let line = loop {
+        let step =
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+        if let Some((_, line)) = fam.stderr.wait_for_line(mark, is_ready, step) {
+            break line;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("no `{key}` log line"));
+        }
+        note(&mut stuck, format!("successor: {}", proc_state(new)));
+    };
+    if failed(&line) {
+        return Err(line);
+    }
+    let after = task_sched(gens.cur);
+    let predecessor_wait = after
+        .iter()
+        .filter_map(|(tid, (_, wait))| match before.get(tid) {
+            None => Some(*wait),
+            Some((_, w0)) if *tid == gens.cur => Some(wait - w0),
+            Some(_) => None,
+        })
+        .sum();
+    let age = age_ms(new);
+    let sched = task_sched(new).get(&new).map(|&(cpu, wait)| Sched {
+        successor_cpu: cpu,
+        successor_wait: wait,
+        predecessor_wait,
+        successor_blocked: age.map_or(f64::NAN, |age| (age - cpu - wait).max(0.0)),
+        stuck: stuck.join(" | "),
+        major_faults: major_faults(new),
+    });
+    gens.cur = new;
+    Ok((number_after(&line, "ready after"), sched))
+}
+
+/// SIGTERM, then start a new process as fast as possible.
+fn naive(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>, String> {
+    let t = Instant::now();
+    signal(gens.cur, Signal::SIGTERM);
+    loop {
+        let fam = spawn(&s.name, &s.cmd).map_err(|e| e.to_string())?;
+        match wait_ready(&fam, &cfg.ready_line, cfg.step_timeout) {
+            Ok(ready) => {
+                gens.cur = fam.root();
+                gens.families.push(fam);
+                return Ok(Some((ready - t).as_secs_f64() * 1e3));
+            }
+            // The port is still taken: try again.
+            Err(e) if t.elapsed() < cfg.step_timeout => {
+                drop(fam);
+                if !e.contains("exited") {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Start a new process next to the old one; once it serves, SIGTERM the old one.
+fn reuseport(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>, String> {
+    let t = Instant::now();
+    let fam = spawn(&s.name, &s.cmd).map_err(|e| e.to_string())?;
+    let ready = wait_ready(&fam, &cfg.ready_line, cfg.step_timeout)?;
+    signal(gens.cur, Signal::SIGTERM);
+    gens.cur = fam.root();
+    gens.families.push(fam);
+    Ok(Some((ready - t).as_secs_f64() * 1e3))
+}
+
+/// CPU time (user + system, all threads) `pid` has used, seconds.
+fn cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks as f64 / hz as f64)
+}
+
+/// A steady-state run: successful requests per second, and the server's CPU time per
+/// successful request (microseconds; less sensitive to what else runs on the machine).
+#[derive(Clone, Copy, Debug)]
+pub struct Steady {
+    /// Successful requests per second.
+    pub rate: f64,
+    /// Server CPU microseconds per successful request.
+    pub cpu_us: f64,
+}
+
+/// Serve under load without restarts for `seconds`; measured after the first half second.
+pub fn steady(
+    cmd: &[String],
+    target: &Target,
+    load: &Spec,
+    ready_line: &str,
+    seconds: f64,
+) -> Result<Steady, String> {
+    let fam = spawn("steady", cmd).map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    wait_ready(&fam, ready_line, Duration::from_secs(20))?;
+    let pid = fam.root();
+    let load = Load::start(
+        Spec {
+            target: target.clone(),
+            ..load.clone()
+        },
+        fam.pid_set(),
+    );
+    let warm = Duration::from_millis(500);
+    sleep_until(load.started() + warm);
+    let cpu0 = cpu_seconds(pid);
+    sleep_until(load.started() + Duration::from_secs_f64(seconds));
+    let cpu1 = cpu_seconds(pid);
+    let rec = load.stop();
+    drop(fam);
+    let warm_us = warm.as_micros() as u32;
+    let ok = rec
+        .recs
+        .iter()
+        .filter(|r| r.start_us >= warm_us && r.outcome == crate::loadgen::Outcome::Ok)
+        .count() as f64;
+    let cpu = match (cpu0, cpu1) {
+        (Some(a), Some(b)) => b - a,
+        _ => return Err(format!("cannot read /proc/{pid}/stat")),
+    };
+    Ok(Steady {
+        rate: ok / (rec.elapsed - warm).as_secs_f64().max(1e-9),
+        cpu_us: cpu * 1e6 / ok.max(1.0),
+    })
+}
+
+/// Upgrades without load, `spacing` apart: the library's `ready after` figures, and the
+/// successors' CPU and run-queue milliseconds by then.
+pub fn idle_handoffs(
+    cmd: &[String],
+    n: usize,
+    spacing: Duration,
+    cfg: &RunCfg,
+) -> Result<Vec<Handoff>, String> {
+    let fam = spawn("idle", cmd).map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    wait_ready(&fam, &cfg.ready_line, cfg.step_timeout)?;
+    let mut gens = Gens {
+        cur: fam.root(),
+        families: vec![fam],
+    };
+    let mut out = Vec::new();
+    for _ in 0..n {
+        std::thread::sleep(spacing);
+        let (ready_ms, sched) = graceful(&mut gens, cfg)?;
+        out.push(Handoff {
+            ready_ms,
+            sched,
+            ..Handoff::default()
+        });
+    }
+    Ok(out)
+}
