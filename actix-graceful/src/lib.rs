@@ -71,7 +71,7 @@ pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
-pub use lame_duck::LameDuck;
+pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
 pub use registry::ListenerInfo;
 #[cfg(unix)]
