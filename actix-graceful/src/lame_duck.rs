@@ -80,7 +80,6 @@ pub fn is_draining() -> bool {
 ///     HttpResponse::Ok().streaming(ticks.take_until(draining))
 /// }
 /// ```
-#[must_use]
 pub fn draining() -> Draining {
     let mut rx = drain_channel().subscribe();
     Draining {
