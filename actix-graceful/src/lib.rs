@@ -66,6 +66,8 @@ mod registry;
 mod server;
 #[cfg(unix)]
 mod signals;
+#[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
+mod tls;
 
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
