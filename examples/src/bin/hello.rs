@@ -11,7 +11,8 @@
 //! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
 //! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
-//! result). Logs with `RUST_LOG`.
+//! result), `--ipv6-only on|off` (IPV6_V6ONLY of freshly bound IPv6 sockets). Logs with
+//! `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -29,6 +30,7 @@ struct Options {
     pid_file: Option<String>,
     upgrade_signal: Option<i32>,
     admin: bool,
+    ipv6_only: Option<bool>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -42,6 +44,7 @@ fn parse_args() -> Result<Options, String> {
         pid_file: None,
         upgrade_signal: None,
         admin: false,
+        ipv6_only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -76,6 +79,7 @@ fn parse_args() -> Result<Options, String> {
                 })
             }
             "--admin" => opts.admin = true,
+            "--ipv6-only" => opts.ipv6_only = Some(value()? == "on"),
             "-h" | "--help" => {
                 println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin]");
                 std::process::exit(0);
@@ -173,7 +177,11 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     })
     .workers(opts.workers);
     for spec in &opts.listen {
-        server = server.graceful_bind_with(binding(spec))?;
+        let b = binding(spec);
+        server = server.graceful_bind_with(match opts.ipv6_only {
+            Some(only) => b.ipv6_only(only),
+            None => b,
+        })?;
     }
 
     let serving = actix_graceful::listeners()
