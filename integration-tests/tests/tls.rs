@@ -7,7 +7,7 @@
 
 use integration_tests::hello::{exited_cleanly, upgrade_probed, Hello, UpgradeOpts};
 use integration_tests::http::{classify, read_response, Response};
-use integration_tests::{bins, env_usize, heavy_lock, sleep_ms, Target, TempDir};
+use integration_tests::{bins, env_usize, heavy_lock, poll_until, sleep_ms, Target, TempDir};
 use rustls::pki_types::{pem::PemObject as _, CertificateDer, ServerName};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -249,14 +249,10 @@ fn upgrades_with_renewal(backend: &str) {
             nix::sys::signal::Signal::SIGUSR2,
             &UpgradeOpts::default(),
             |new| {
-                let deadline = Instant::now() + Duration::from_secs(15);
-                while Instant::now() < deadline {
-                    if matches!(probe(addr, &config), Ok((p, _)) if p == new) {
-                        return true;
-                    }
-                    sleep_ms(5);
-                }
-                false
+                poll_until(
+                    Duration::from_secs(15),
+                    || matches!(probe(addr, &config), Ok((p, _)) if p == new),
+                )
             },
         )
         .unwrap_or_else(|e| panic!("upgrade {i}: {e}\n{}", h.family.output_tail(30)));
