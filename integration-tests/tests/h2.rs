@@ -189,12 +189,10 @@ fn h2_over_tls_connections_per_burst_move_over_with_zero_failures() {
         "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem \
               -out cert.pem -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost \
               -addext basicConstraints=critical,CA:FALSE 2>/dev/null";
-    assert!(Command::new("sh")
-        .args(["-c", sh])
-        .current_dir(dir.path())
-        .status()
-        .expect("openssl CLI")
-        .success());
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", sh]).current_dir(dir.path());
+    let (exit, _, err) = run_output(cmd, Duration::from_secs(60)).expect("openssl CLI");
+    assert!(exit.success(), "openssl: {}", String::from_utf8_lossy(&err));
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let (h, addr) = hello_tls(&[
         "--tls",

@@ -7,7 +7,9 @@
 
 use integration_tests::hello::{exited_cleanly, upgrade_probed, Hello, UpgradeOpts};
 use integration_tests::http::{classify, read_response, Response};
-use integration_tests::{bins, env_usize, heavy_lock, poll_until, sleep_ms, Target, TempDir};
+use integration_tests::{
+    bins, env_usize, heavy_lock, poll_until, run_output, sleep_ms, Target, TempDir,
+};
 use rustls::pki_types::{pem::PemObject as _, CertificateDer, ServerName};
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -28,15 +30,14 @@ for n in 1 2; do
   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf$n.key -out leaf$n.csr -subj /CN=localhost
   openssl x509 -req -in leaf$n.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf$n.pem -days 2 -extfile ext
 done"#;
-    let out = Command::new("sh")
-        .args(["-c", sh])
-        .current_dir(dir)
-        .output()
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", sh]).current_dir(dir);
+    let (exit, _, err) = run_output(cmd, Duration::from_secs(60))
         .expect("run the openssl CLI (Debian package openssl)");
     assert!(
-        out.status.success(),
+        exit.success(),
         "openssl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&err)
     );
 }
 
