@@ -203,8 +203,6 @@ fn h2_over_tls_connections_per_burst_move_over_with_zero_failures() {
         key.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
-        "--lame-duck-ms",
-        "200",
     ]);
     let url = |path: &str| format!("https://localhost:{}{path}", addr.port());
     let ca = cert.clone();
@@ -228,14 +226,7 @@ fn assert_all_ok(what: &str, ok: usize, failed: &[String]) {
 #[test]
 fn h2c_connections_per_burst_move_over_with_zero_failures() {
     let _g = heavy_lock();
-    let (h, addr) = hello_tls(&[
-        "--tls",
-        "h2c",
-        "--listen",
-        "127.0.0.1:0",
-        "--lame-duck-ms",
-        "200",
-    ]);
+    let (h, addr) = hello_tls(&["--tls", "h2c", "--listen", "127.0.0.1:0"]);
     let (ok, failed) = upgrades_under(
         &h,
         |new| h2c_serves(addr, new),

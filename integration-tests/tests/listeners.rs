@@ -26,7 +26,13 @@ fn light(target: &Target, h: &Hello) -> Load {
 fn assert_no_failures(what: &str, rep: &LoadReport) {
     println!("{what}: {}", rep.summary());
     assert!(rep.total > 0, "{what}: no request was made");
-    assert_eq!(rep.failed(), 0, "{what}: {}", rep.summary());
+    assert_eq!(
+        rep.failed(),
+        0,
+        "{what}: {}\n{:#?}",
+        rep.summary(),
+        rep.samples
+    );
 }
 
 /// `n` upgrades of `h` (probing `probe`), each waited for until the old process exited 0;
@@ -50,7 +56,7 @@ fn unix_socket_path_and_mode_survive_upgrades() {
     let dir = TempDir::new("uds");
     let path = dir.join("app.sock");
     let spec = format!("unix:{}", path.display());
-    let h = Hello::start(&hello_bin(), &["--listen", &spec, "--lame-duck-ms", "200"]);
+    let h = Hello::start(&hello_bin(), &["--listen", &spec]);
     // An operator's chmod after start: the socket file is never recreated, so it must stick.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).unwrap();
     let before = std::fs::symlink_metadata(&path).unwrap();
@@ -106,10 +112,7 @@ fn a_stale_unix_socket_from_a_crash_is_replaced_at_first_start() {
 #[test]
 fn ipv6_loopback_survives_upgrades() {
     let _g = heavy_lock();
-    let h = Hello::start(
-        &hello_bin(),
-        &["--listen", "[::1]:0", "--lame-duck-ms", "200"],
-    );
+    let h = Hello::start(&hello_bin(), &["--listen", "[::1]:0"]);
     assert!(
         matches!(h.target, Target::Tcp(a) if a.is_ipv6()),
         "{}",
@@ -125,17 +128,7 @@ fn ipv6_loopback_survives_upgrades() {
 /// it. Dual-stack: IPv4 clients are served throughout; v6-only: IPv4 is refused throughout.
 fn dual_stack(v6only: &str) {
     let _g = heavy_lock();
-    let h = Hello::start(
-        &hello_bin(),
-        &[
-            "--listen",
-            "[::]:0",
-            "--ipv6-only",
-            v6only,
-            "--lame-duck-ms",
-            "200",
-        ],
-    );
+    let h = Hello::start(&hello_bin(), &["--listen", "[::]:0", "--ipv6-only", v6only]);
     let port = h.target.port().unwrap();
     let v6 = Target::Tcp(format!("[::1]:{port}").parse().unwrap());
     let v4 = Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());
@@ -172,7 +165,7 @@ fn sixty_four_listeners_are_all_handed_over_in_one_upgrade() {
     const N: usize = 64;
     let _g = heavy_lock();
     let specs: Vec<String> = (0..N).map(|i| format!("l{i}=127.0.0.1:0")).collect();
-    let mut args: Vec<&str> = vec!["--lame-duck-ms", "200"];
+    let mut args: Vec<&str> = vec![];
     for s in &specs {
         args.extend(["--listen", s]);
     }

@@ -124,14 +124,7 @@ fn sse_client_reconnects_across_upgrades_and_misses_no_event() {
     let n = env_usize("UPGRADES_STREAMS", 5);
     let h = Hello::start(
         &events_bin(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--interval-ms",
-            "10",
-            "--lame-duck-ms",
-            "200",
-        ],
+        &["--listen", "127.0.0.1:0", "--interval-ms", "10"],
     );
     let addr = addr(&h);
     // The client: an EventSource in a loop, reconnecting after `retry` with the last id seen.

@@ -222,8 +222,6 @@ fn upgrades_with_renewal(backend: &str) {
             key.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
-            "--lame-duck-ms",
-            "200",
         ],
     );
     let Target::Tcp(addr) = h.target else {
