@@ -81,7 +81,7 @@ fn parse_args() -> Result<Options, String> {
             "--admin" => opts.admin = true,
             "--ipv6-only" => opts.ipv6_only = Some(value()? == "on"),
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--ipv6-only on|off]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
