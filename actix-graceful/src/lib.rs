@@ -56,10 +56,10 @@
 //!
 //! None is on by default.
 //!
-//! - `rustls-0_23`: [`GracefulBind::graceful_bind_rustls`] (actix-web's `rustls-0_23`; the app
+//! - `rustls-0_23`: `GracefulBind::graceful_bind_rustls` (actix-web's `rustls-0_23`; the app
 //!   picks the crypto provider, e.g. rustls' `ring`).
-//! - `openssl`: [`GracefulBind::graceful_bind_openssl`] (actix-web's `openssl`; system OpenSSL).
-//! - `http2`: `h2` by ALPN on the TLS binders, and [`GracefulBind::graceful_bind_auto_h2c`].
+//! - `openssl`: `GracefulBind::graceful_bind_openssl` (actix-web's `openssl`; system OpenSSL).
+//! - `http2`: `h2` by ALPN on the TLS binders, and `GracefulBind::graceful_bind_auto_h2c`.
 //!
 //! Each process builds its TLS configuration itself: only the listening socket crosses an
 //! upgrade, so upgrading is also how a renewed certificate goes live.
