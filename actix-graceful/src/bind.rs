@@ -35,6 +35,7 @@ pub struct Binding {
     target: Target,
     name: Option<String>,
     backlog: u32,
+    only_v6: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -83,6 +84,7 @@ impl Binding {
             target: Target::Tcp(resolved),
             name: None,
             backlog: DEFAULT_BACKLOG,
+            only_v6: None,
         }
     }
 
@@ -92,6 +94,7 @@ impl Binding {
             target: Target::Unix(path.as_ref().to_owned()),
             name: None,
             backlog: DEFAULT_BACKLOG,
+            only_v6: None,
         }
     }
 
@@ -109,6 +112,49 @@ impl Binding {
     pub fn backlog(mut self, backlog: u32) -> Self {
         self.backlog = backlog;
         self
+    }
+
+    /// `IPV6_V6ONLY` of a freshly bound IPv6 socket: `true` serves IPv6 only, `false` makes
+    /// `[::]` dual-stack (IPv4 clients too, as `::ffff:a.b.c.d`). Default: the system's
+    /// (`net.ipv6.bindv6only`, 0 on Linux: dual-stack). No effect on IPv4 addresses; an
+    /// inherited socket keeps the option its creator set (it lives on the socket, so it
+    /// survives every handoff).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use actix_graceful::{Binding, GracefulBind as _};
+    /// use actix_web::{App, HttpServer};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// // IPv6 on [::], IPv4 on its own socket on the same port.
+    /// let server = HttpServer::new(App::new)
+    ///     .graceful_bind_with(Binding::tcp("[::]:8080").ipv6_only(true))?
+    ///     .graceful_bind("0.0.0.0:8080")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn ipv6_only(mut self, only: bool) -> Self {
+        self.only_v6 = Some(only);
+        self
+    }
+
+    /// Whether this binding is for a Unix-domain socket.
+    #[cfg_attr(
+        not(any(feature = "rustls-0_23", feature = "openssl", feature = "http2")),
+        allow(dead_code)
+    )]
+    pub(crate) fn is_unix(&self) -> bool {
+        matches!(self.target, Target::Unix(_))
+    }
+
+    /// How many addresses it resolved to (0 when resolution failed).
+    #[cfg_attr(not(feature = "openssl"), allow(dead_code))]
+    pub(crate) fn address_count(&self) -> usize {
+        match &self.target {
+            Target::Tcp(Ok(addrs)) => addrs.len(),
+            Target::Tcp(Err(_)) => 0,
+            Target::Unix(_) => 1,
+        }
     }
 
     /// Takes over the matching inherited sockets or binds fresh ones, registers them for the
@@ -199,7 +245,7 @@ mod unix {
                 .iter()
                 .map(|&addr| {
                     take_or(name, ListenAddr::Tcp(addr), || {
-                        fresh_tcp(addr, binding.backlog)
+                        fresh_tcp(addr, binding.backlog, binding.only_v6)
                     })
                 })
                 .collect::<io::Result<Vec<_>>>()?,
@@ -286,9 +332,13 @@ mod unix {
     }
 
     /// As actix's own `bind`: SO_REUSEADDR, then listen with `backlog`. Close-on-exec.
-    fn fresh_tcp(addr: SocketAddr, backlog: u32) -> io::Result<Socket> {
+    /// `only_v6` sets IPV6_V6ONLY on an IPv6 socket (before `bind`, as it must be).
+    fn fresh_tcp(addr: SocketAddr, backlog: u32, only_v6: Option<bool>) -> io::Result<Socket> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)?;
         socket.set_reuse_address(true)?;
+        if let (Some(only), true) = (only_v6, addr.is_ipv6()) {
+            socket.set_only_v6(only)?;
+        }
         socket.bind(&addr.into())?;
         socket.listen(backlog_i32(backlog))?;
         socket.set_nonblocking(true)?;
@@ -394,6 +444,129 @@ pub trait GracefulBind: HttpServerExt {
     /// # Errors
     /// As [`Binding::bind`].
     fn graceful_bind_with(self, binding: Binding) -> io::Result<Self>;
+
+    /// Listens on TCP at `addrs` for HTTPS with rustls 0.23 (HTTP/1.1, and `h2` by ALPN with
+    /// the `http2` feature), inheriting when possible. Feature `rustls-0_23`.
+    ///
+    /// The process builds `config` itself, and so does its successor: a renewed certificate on
+    /// disk is served from the first connection the upgraded process accepts, while the old
+    /// process finishes its connections with the old one.
+    ///
+    /// # Errors
+    /// As [`graceful_bind`](Self::graceful_bind).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use actix_graceful::GracefulBind as _;
+    /// use actix_web::{App, HttpServer};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// # fn load_rustls_config() -> rustls::ServerConfig { unimplemented!() }
+    /// let config: rustls::ServerConfig = load_rustls_config(); // read cert and key at start-up
+    /// let server = HttpServer::new(App::new).graceful_bind_rustls("127.0.0.1:8443", config)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "rustls-0_23")]
+    fn graceful_bind_rustls<A: ToSocketAddrs>(
+        self,
+        addrs: A,
+        config: rustls::ServerConfig,
+    ) -> io::Result<Self> {
+        self.graceful_bind_rustls_with(Binding::tcp(addrs), config)
+    }
+
+    /// [`graceful_bind_rustls`](Self::graceful_bind_rustls) as `binding` describes (TCP only).
+    ///
+    /// # Errors
+    /// As [`Binding::bind`]; a Unix binding is `InvalidInput` (actix-web serves TLS on TCP only).
+    #[cfg(feature = "rustls-0_23")]
+    fn graceful_bind_rustls_with(
+        self,
+        binding: Binding,
+        config: rustls::ServerConfig,
+    ) -> io::Result<Self> {
+        crate::tls::bind_rustls(self, binding, config)
+    }
+
+    /// Listens on TCP at `addrs` for HTTPS with OpenSSL (HTTP/1.1, and `h2` by ALPN with the
+    /// `http2` feature), inheriting when possible. Feature `openssl`. As with rustls, each
+    /// process builds its own acceptor, so an upgrade picks up a renewed certificate.
+    ///
+    /// `addrs` must resolve to one address: an `SslAcceptorBuilder` serves one listener.
+    ///
+    /// # Errors
+    /// As [`graceful_bind`](Self::graceful_bind); `InvalidInput` when `addrs` resolves to more
+    /// than one address.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use actix_graceful::GracefulBind as _;
+    /// use actix_web::{App, HttpServer};
+    /// use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut tls = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+    /// tls.set_private_key_file("key.pem", SslFiletype::PEM)?;
+    /// tls.set_certificate_chain_file("cert.pem")?;
+    /// let server = HttpServer::new(App::new).graceful_bind_openssl("127.0.0.1:8443", tls)?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "openssl")]
+    fn graceful_bind_openssl<A: ToSocketAddrs>(
+        self,
+        addrs: A,
+        builder: openssl::ssl::SslAcceptorBuilder,
+    ) -> io::Result<Self> {
+        self.graceful_bind_openssl_with(Binding::tcp(addrs), builder)
+    }
+
+    /// [`graceful_bind_openssl`](Self::graceful_bind_openssl) as `binding` describes (one TCP
+    /// address).
+    ///
+    /// # Errors
+    /// As [`graceful_bind_openssl`](Self::graceful_bind_openssl); a Unix binding is
+    /// `InvalidInput`.
+    #[cfg(feature = "openssl")]
+    fn graceful_bind_openssl_with(
+        self,
+        binding: Binding,
+        builder: openssl::ssl::SslAcceptorBuilder,
+    ) -> io::Result<Self> {
+        crate::tls::bind_openssl(self, binding, builder)
+    }
+
+    /// Listens on TCP at `addrs` for plaintext HTTP/1.x and HTTP/2 with prior knowledge (h2c)
+    /// on the same port, as actix-web's `bind_auto_h2c`. Feature `http2`.
+    ///
+    /// # Errors
+    /// As [`graceful_bind`](Self::graceful_bind).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use actix_graceful::GracefulBind as _;
+    /// use actix_web::{App, HttpServer};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = HttpServer::new(App::new).graceful_bind_auto_h2c("127.0.0.1:8080")?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "http2")]
+    fn graceful_bind_auto_h2c<A: ToSocketAddrs>(self, addrs: A) -> io::Result<Self> {
+        self.graceful_bind_auto_h2c_with(Binding::tcp(addrs))
+    }
+
+    /// [`graceful_bind_auto_h2c`](Self::graceful_bind_auto_h2c) as `binding` describes (TCP
+    /// only).
+    ///
+    /// # Errors
+    /// As [`Binding::bind`]; a Unix binding is `InvalidInput`.
+    #[cfg(feature = "http2")]
+    fn graceful_bind_auto_h2c_with(self, binding: Binding) -> io::Result<Self> {
+        crate::tls::bind_auto_h2c(self, binding)
+    }
 }
 
 impl<T: HttpServerExt> GracefulBind for T {

@@ -28,6 +28,28 @@ pub trait HttpServerExt: Sized {
         listener: std::os::unix::net::UnixListener,
     ) -> io::Result<Self>;
 
+    #[doc(hidden)]
+    #[cfg(feature = "rustls-0_23")]
+    fn listen_tcp_rustls_0_23(
+        self,
+        _: sealed::Token,
+        listener: TcpListener,
+        config: rustls::ServerConfig,
+    ) -> io::Result<Self>;
+
+    #[doc(hidden)]
+    #[cfg(feature = "openssl")]
+    fn listen_tcp_openssl(
+        self,
+        _: sealed::Token,
+        listener: TcpListener,
+        builder: openssl::ssl::SslAcceptorBuilder,
+    ) -> io::Result<Self>;
+
+    #[doc(hidden)]
+    #[cfg(feature = "http2")]
+    fn listen_tcp_auto_h2c(self, _: sealed::Token, listener: TcpListener) -> io::Result<Self>;
+
     /// Starts the server with actix's signal handling off; `shutdown_secs` overrides actix's
     /// shutdown timeout.
     #[doc(hidden)]
@@ -63,6 +85,31 @@ where
         listener: std::os::unix::net::UnixListener,
     ) -> io::Result<Self> {
         self.listen_uds(listener)
+    }
+
+    #[cfg(feature = "rustls-0_23")]
+    fn listen_tcp_rustls_0_23(
+        self,
+        _: sealed::Token,
+        listener: TcpListener,
+        config: rustls::ServerConfig,
+    ) -> io::Result<Self> {
+        self.listen_rustls_0_23(listener, config)
+    }
+
+    #[cfg(feature = "openssl")]
+    fn listen_tcp_openssl(
+        self,
+        _: sealed::Token,
+        listener: TcpListener,
+        builder: openssl::ssl::SslAcceptorBuilder,
+    ) -> io::Result<Self> {
+        self.listen_openssl(listener, builder)
+    }
+
+    #[cfg(feature = "http2")]
+    fn listen_tcp_auto_h2c(self, _: sealed::Token, listener: TcpListener) -> io::Result<Self> {
+        self.listen_auto_h2c(listener)
     }
 
     fn start_without_signals(self, _: sealed::Token, shutdown_secs: Option<u64>) -> Server {

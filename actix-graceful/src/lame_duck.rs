@@ -1,25 +1,134 @@
 //! The lame-duck middleware: once the process hands over, every response tells its client to
 //! close the connection, so keep-alive clients reconnect (to the successor) at a moment of their
-//! choosing instead of racing a server-side close.
+//! choosing instead of racing a server-side close. And the drain notification ([`draining`])
+//! for the connections no header can move: streams, server-sent events, WebSockets.
 
 use std::{
-    future::{ready, Ready},
-    sync::atomic::{AtomicBool, Ordering},
+    future::{ready, Future, Ready},
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        OnceLock,
+    },
+    task::{Context, Poll},
 };
 
 use actix_web::{
-    dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
+    dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform},
     http::ConnectionType,
-    Error,
+    Error, FromRequest, HttpRequest,
 };
-use futures::future::LocalBoxFuture;
+use futures::future::{BoxFuture, LocalBoxFuture};
+use tokio::sync::watch;
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// Turns on `Connection: close` for every further response of this process.
+/// The drain state for [`Draining`] futures on every worker thread.
+fn drain_channel() -> &'static watch::Sender<bool> {
+    static CHANNEL: OnceLock<watch::Sender<bool>> = OnceLock::new();
+    CHANNEL.get_or_init(|| watch::channel(false).0)
+}
+
+/// Turns on `Connection: close` for every further response of this process, and wakes every
+/// [`Draining`] future.
 pub(crate) fn begin() {
     DRAINING.store(true, Ordering::SeqCst);
+    drain_channel().send_replace(true);
+}
+
+/// Whether this process has started its drain (handed over to a successor, or stopping on
+/// SIGTERM). See [`draining`].
+///
+/// # Examples
+///
+/// ```
+/// assert!(!actix_graceful::is_draining());
+/// ```
+#[must_use]
+pub fn is_draining() -> bool {
+    DRAINING.load(Ordering::SeqCst)
+}
+
+/// A future that resolves once this process starts its drain: a successor serves (after an
+/// upgrade) or SIGTERM asked it to stop. At that moment the listeners are already paused and
+/// the lame-duck period begins.
+///
+/// For connections that no `Connection: close` header can move to the successor: a streaming
+/// response, server-sent events, a WebSocket. Select on it in the stream and end the stream
+/// cleanly (for SSE: after the last complete event, so the client reconnects with its
+/// `Last-Event-ID` to the successor; for a WebSocket: a Close frame with code 1012, "service
+/// restart"). Connections still open at the end of
+/// [`Graceful::shutdown_timeout`](crate::Graceful::shutdown_timeout) are closed by force.
+///
+/// Resolves at once when the drain has already begun. Cheap to create, `Send`, usable on any
+/// worker; also an extractor: take a `Draining` argument in a handler.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use actix_web::{web::Bytes, HttpResponse};
+/// use futures::{stream, StreamExt as _};
+///
+/// // A stream of ticks that ends cleanly when the process starts to drain.
+/// async fn ticks(draining: actix_graceful::Draining) -> HttpResponse {
+///     let ticks = stream::unfold(0u64, |n| async move {
+///         actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+///         Some((Ok::<_, actix_web::Error>(Bytes::from(format!("{n}\n"))), n + 1))
+///     });
+///     HttpResponse::Ok().streaming(ticks.take_until(draining))
+/// }
+/// ```
+pub fn draining() -> Draining {
+    let mut rx = drain_channel().subscribe();
+    Draining {
+        wait: Box::pin(async move {
+            // The sender lives in a static and is never dropped: `wait_for` only returns Ok.
+            let _ = rx.wait_for(|draining| *draining).await;
+        }),
+    }
+}
+
+/// The future returned by [`draining`]; also an actix-web extractor.
+///
+/// # Examples
+///
+/// ```
+/// async fn handler(draining: actix_graceful::Draining) -> &'static str {
+///     draining.await;
+///     "this process is draining"
+/// }
+/// # let _ = actix_web::web::get().to(handler);
+/// ```
+#[must_use = "a Draining future does nothing unless awaited or polled"]
+pub struct Draining {
+    wait: BoxFuture<'static, ()>,
+}
+
+impl std::fmt::Debug for Draining {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Draining")
+            .field("draining", &is_draining())
+            .finish()
+    }
+}
+
+impl Future for Draining {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.wait.as_mut().poll(cx)
+    }
+}
+
+impl FromRequest for Draining {
+    type Error = Error;
+    type Future = Ready<Result<Self, Error>>;
+
+    fn from_request(_: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(draining()))
+    }
 }
 
 /// Turns `Connection: close` off again (the successor died during the handoff).
@@ -108,5 +217,29 @@ where
             }
             Ok(res)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn draining_resolves_on_begin_for_waiting_and_late_futures() {
+        let early = draining();
+        let waiter = actix_rt::spawn(early);
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished() && !is_draining());
+        begin();
+        actix_rt::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken")
+            .expect("joined");
+        assert!(is_draining());
+        actix_rt::time::timeout(Duration::from_secs(5), draining())
+            .await
+            .expect("a future made after begin resolves at once");
     }
 }

@@ -41,6 +41,32 @@
 //!
 //! Then `kill -USR2 <pid>` upgrades to whatever binary now sits at the started path.
 //!
+//! # Long-lived connections
+//!
+//! Streams, server-sent events and WebSockets are not moved by `Connection: close`. Await
+//! [`draining()`] (or take a [`Draining`] extractor) in the handler and end the stream when it
+//! resolves: the client reconnects (SSE: with `Last-Event-ID`) and lands on the successor.
+//! Connections still open when [`Graceful::shutdown_timeout`] ends are closed by force.
+//!
+//! HTTP/2: actix-http's HTTP/2 dispatcher (actix-http 3.x, `h2/dispatcher.rs`) never sends
+//! GOAWAY on a graceful stop, and exposes no hook to make it. An open HTTP/2 connection stays
+//! with the old process, which serves its new streams too, until the client closes it or the
+//! shutdown timeout drops it (without GOAWAY; the stream in flight then fails). Clients that
+//! reconnect per burst move over without a failure; keep the shutdown timeout short when
+//! clients hold HTTP/2 connections open.
+//!
+//! # Cargo features
+//!
+//! None is on by default.
+//!
+//! - `rustls-0_23`: `GracefulBind::graceful_bind_rustls` (actix-web's `rustls-0_23`; the app
+//!   picks the crypto provider, e.g. rustls' `ring`).
+//! - `openssl`: `GracefulBind::graceful_bind_openssl` (actix-web's `openssl`; system OpenSSL).
+//! - `http2`: `h2` by ALPN on the TLS binders, and `GracefulBind::graceful_bind_auto_h2c`.
+//!
+//! Each process builds its TLS configuration itself: only the listening socket crosses an
+//! upgrade, so upgrading is also how a renewed certificate goes live.
+//!
 //! # Platform support
 //! Unix (Linux first: `close_range`, abstract `NOTIFY_SOCKET` names). Elsewhere
 //! `graceful_bind` is a plain `bind` and [`run`] just runs the server.
@@ -72,13 +98,15 @@ mod registry;
 mod server;
 #[cfg(unix)]
 mod signals;
+#[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
+mod tls;
 
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
 pub use health::{readiness, state, State};
-pub use lame_duck::LameDuck;
+pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
 pub use registry::ListenerInfo;
 #[cfg(unix)]

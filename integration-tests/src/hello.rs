@@ -193,6 +193,21 @@ pub fn upgrade_with_signal(
     sig: Signal,
     opts: &UpgradeOpts,
 ) -> Result<Upgrade, String> {
+    upgrade_probed(family, old, sig, opts, |new| {
+        wait_for_pid(target, &opts.probe_path, |p| p == new, opts.step_timeout).is_some()
+    })
+}
+
+/// [`upgrade_with_signal`] with a probe of the caller's (TLS, HTTP/2, ...): `serving(new)`
+/// returns once a fresh connection is answered by `new` (true) or after the caller's bound
+/// (false).
+pub fn upgrade_probed(
+    family: &ServerFamily,
+    old: i32,
+    sig: Signal,
+    opts: &UpgradeOpts,
+    serving: impl Fn(i32) -> bool,
+) -> Result<Upgrade, String> {
     let mark = family.stderr.len();
     let t0 = Instant::now();
     if !crate::signal(old, sig) {
@@ -243,12 +258,12 @@ pub fn upgrade_with_signal(
         ready_seen = t0.elapsed();
         ready_ms_logged = number_after(&ready, "ready after");
     }
-    wait_for_pid(target, &opts.probe_path, |p| p == new, opts.step_timeout).ok_or_else(|| {
-        format!(
+    if !serving(new) {
+        return Err(format!(
             "successor {new} not answering {} within {:?}",
             opts.probe_path, opts.step_timeout
-        )
-    })?;
+        ));
+    }
     let serving_after = t0.elapsed();
     let (old_exit, old_gone_after) = match opts.wait_old_exit {
         Some(t) => {

@@ -182,7 +182,7 @@ impl Stream {
 }
 
 /// Classify an I/O error. `started` says whether any byte of the response had arrived.
-fn classify(e: &io::Error, reused: bool, what: &str) -> Failure {
+pub fn classify(e: &io::Error, reused: bool, what: &str) -> Failure {
     let kind = match e.raw_os_error() {
         Some(libc::ECONNREFUSED) | Some(libc::ENOENT) => FailKind::ConnectRefused,
         Some(libc::ECONNRESET) | Some(libc::EPIPE) | Some(libc::ECONNABORTED) => FailKind::Reset,
@@ -367,7 +367,9 @@ fn read_line(r: &mut impl BufRead, reused: bool, what: &str) -> Result<String, F
         .to_string())
 }
 
-fn read_response(r: &mut BufReader<Stream>, reused: bool) -> Result<Response, Failure> {
+/// Reads one HTTP/1.x response from `r` (any stream: TCP, Unix, TLS); `reused` says whether the
+/// request went on a reused connection, for the failure class.
+pub fn read_response<R: BufRead>(r: &mut R, reused: bool) -> Result<Response, Failure> {
     // Status line. EOF before the first byte is its own class.
     match r.fill_buf() {
         Ok([]) => {

@@ -105,6 +105,25 @@ pub mod bins {
                 }
                 None => return,
             }
+            // The variables cargo sets for this test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
+            // are ones some build scripts (ring's) declare `rerun-if-env-changed`: passed on,
+            // they make this build and the next `cargo test` rebuild each other's TLS stack.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy();
+                if key.starts_with("CARGO_PKG_")
+                    || key.starts_with("CARGO_MANIFEST_")
+                    || key.starts_with("CARGO_BIN_")
+                    || matches!(
+                        &*key,
+                        "CARGO_CRATE_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                            | "CARGO_TARGET_TMPDIR"
+                            | "OUT_DIR"
+                    )
+                {
+                    cmd.env_remove(&*key);
+                }
+            }
             crate::reaper::ensure();
             let since = std::time::Instant::now();
             let child = cmd
@@ -119,55 +138,6 @@ pub mod bins {
                 "`cargo build -p examples --bins` failed: {gone:?}"
             );
         });
-    }
-}
-
-/// What a finished tool printed and how it ended.
-#[derive(Debug)]
-pub struct ToolRun {
-    /// How it ended (`None` if it ran past the timeout and was killed).
-    pub exit: Option<reaper::Exit>,
-    /// Its standard output.
-    pub stdout: String,
-    /// Its standard error.
-    pub stderr: String,
-}
-
-/// Runs a short-lived tool to completion (at most `timeout`) and collects its output. Use this
-/// instead of `Command::output()`, whose `wait` races the harness's reaper (`ECHILD`).
-pub fn run_tool(cmd: &mut std::process::Command, timeout: std::time::Duration) -> ToolRun {
-    use std::io::Read as _;
-    use std::process::Stdio;
-    reaper::ensure();
-    let since = std::time::Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id() as i32;
-    let read = |r: Option<Box<dyn std::io::Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    };
-    let out = read(child.stdout.take().map(|r| Box::new(r) as _));
-    let err = read(child.stderr.take().map(|r| Box::new(r) as _));
-    drop(child);
-    let gone = reaper::wait_gone(pid, since, timeout);
-    if gone.is_none() {
-        signal(pid, nix::sys::signal::Signal::SIGKILL);
-        reaper::wait_gone(pid, since, std::time::Duration::from_secs(5));
-    }
-    ToolRun {
-        exit: gone.and_then(|g| g.exit()),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
     }
 }
 
@@ -292,4 +262,63 @@ pub fn private_copy(tag: &str) -> (TempDir, PathBuf) {
 /// `p` quoted for a `/bin/sh` script.
 pub fn shell_quote(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// `Command::output` that works under the [`reaper`] (which std's own would race): runs `cmd`
+/// with stdin closed, at most `timeout` (then SIGKILL), and returns how it ended with its
+/// stdout and stderr. `Err` only when it cannot be spawned or did not end even after SIGKILL.
+pub fn run_output(
+    mut cmd: std::process::Command,
+    timeout: Duration,
+) -> std::io::Result<(reaper::Exit, Vec<u8>, Vec<u8>)> {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    reaper::ensure();
+    let since = std::time::Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id() as i32;
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    drop(child);
+    let mut gone = reaper::wait_gone(pid, since, timeout);
+    if gone.is_none() {
+        signal(pid, nix::sys::signal::Signal::SIGKILL);
+        gone = reaper::wait_gone(pid, since, Duration::from_secs(5));
+    }
+    let exit = match gone {
+        Some(reaper::Gone::Reaped(exit)) => exit,
+        other => return Err(std::io::Error::other(format!("pid {pid}: {other:?}"))),
+    };
+    Ok((
+        exit,
+        out.join().unwrap_or_default(),
+        err.join().unwrap_or_default(),
+    ))
+}
+
+/// Calls `f` every 5 ms until it returns true (then true) or `timeout` passed (then false).
+pub fn poll_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        sleep_ms(5);
+    }
 }

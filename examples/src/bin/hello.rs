@@ -18,7 +18,8 @@
 //! the listeners to systemd's fd store), `--keeper` (keeper mode: this process stays, holds the
 //! sockets and runs the server as its child; for supervisors and containers that must see one
 //! pid), `--env-file PATH` (`KEY=VALUE` lines set over a successor's environment, re-read at
-//! every upgrade). Logs with `RUST_LOG`.
+//! every upgrade), `--ipv6-only on|off` (IPV6_V6ONLY of freshly bound IPv6 sockets). Logs with
+//! `RUST_LOG`.
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
@@ -44,6 +45,7 @@ struct Options {
     fd_store: bool,
     keeper: bool,
     env_file: Option<String>,
+    ipv6_only: Option<bool>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -61,6 +63,7 @@ fn parse_args() -> Result<Options, String> {
         fd_store: false,
         keeper: false,
         env_file: None,
+        ipv6_only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -99,8 +102,9 @@ fn parse_args() -> Result<Options, String> {
             "--fd-store" => opts.fd_store = true,
             "--keeper" => opts.keeper = true,
             "--env-file" => opts.env_file = Some(value()?),
+            "--ipv6-only" => opts.ipv6_only = Some(value()? == "on"),
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -199,7 +203,11 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     })
     .workers(opts.workers);
     for spec in &opts.listen {
-        server = server.graceful_bind_with(binding(spec))?;
+        let b = binding(spec);
+        server = server.graceful_bind_with(match opts.ipv6_only {
+            Some(only) => b.ipv6_only(only),
+            None => b,
+        })?;
     }
 
     let serving = actix_graceful::listeners()

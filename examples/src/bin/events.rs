@@ -1,0 +1,173 @@
+//! Server-sent events that survive live upgrades: `/events` streams numbered events and ends
+//! the stream cleanly when the process starts its drain (`actix_graceful::Draining`), so the
+//! client reconnects with `Last-Event-ID`, lands on the successor and resumes at the next id.
+//!
+//! ```text
+//! cargo run -p examples --bin events -- --listen 127.0.0.1:8080
+//! curl -N 127.0.0.1:8080/events        # id: 0 / data: pid=... n=0, ...
+//! kill -USR2 <pid>                     # the stream ends; a browser's EventSource reconnects
+//! curl -N -H 'Last-Event-ID: 41' 127.0.0.1:8080/events    # resumes at 42
+//! ```
+//!
+//! Routes: `/events` (`text/event-stream`: `retry: 100`, then `id: N` + `data: pid=<pid> n=N`
+//! every `--interval-ms`, starting after `Last-Event-ID`; `?ignore_drain=1` keeps streaming
+//! through the drain, to show the force-close at the shutdown timeout), `/health` (`X-Pid`).
+//! Options: `--listen ADDR` (repeatable; `unix:/path` too), `--interval-ms N` (default 20),
+//! `--shutdown-timeout-s N`, `--lame-duck-ms N`. Prints
+//! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
+
+use std::{io::Write as _, process::ExitCode, time::Duration};
+
+use actix_graceful::{Binding, Draining, Graceful, GracefulBind as _};
+use actix_web::{http::header, web, App, HttpRequest, HttpResponse, HttpServer};
+use futures::{stream, StreamExt as _};
+
+#[derive(Debug, Clone)]
+struct Options {
+    listen: Vec<String>,
+    interval: Duration,
+    lame_duck: Option<Duration>,
+    shutdown_timeout: Option<Duration>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut opts = Options {
+        listen: Vec::new(),
+        interval: Duration::from_millis(20),
+        lame_duck: None,
+        shutdown_timeout: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        let number = |v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{flag}: {v:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--listen" => opts.listen.push(value()?),
+            "--interval-ms" => opts.interval = Duration::from_millis(number(value()?)?.max(1)),
+            "--lame-duck-ms" => opts.lame_duck = Some(Duration::from_millis(number(value()?)?)),
+            "--shutdown-timeout-s" => {
+                opts.shutdown_timeout = Some(Duration::from_secs(number(value()?)?))
+            }
+            "-h" | "--help" => {
+                println!("usage: events [--listen ADDR|unix:/path]... [--interval-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    if opts.listen.is_empty() {
+        opts.listen.push("127.0.0.1:8080".into());
+    }
+    Ok(opts)
+}
+
+/// One SSE event: `id: N` and `data: pid=<pid> n=N`.
+fn event(n: u64) -> web::Bytes {
+    web::Bytes::from(format!(
+        "id: {n}\ndata: pid={} n={n}\n\n",
+        std::process::id()
+    ))
+}
+
+async fn events(
+    req: HttpRequest,
+    interval: web::Data<Duration>,
+    draining: Draining,
+) -> HttpResponse {
+    let first = req
+        .headers()
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(0, |last| last + 1);
+    let ignore_drain = req.query_string().contains("ignore_drain=1");
+    let every = **interval;
+    // `retry: 100`: reconnect 100 ms after the stream ends (EventSource's default is ~3 s).
+    let head = stream::once(async { web::Bytes::from_static(b"retry: 100\n\n") });
+    let ticks = stream::unfold(first, move |n| async move {
+        if n > first {
+            actix_web::rt::time::sleep(every).await;
+        }
+        Some((event(n), n + 1))
+    });
+    let body = head.chain(ticks);
+    let body = if ignore_drain {
+        body.boxed_local()
+    } else {
+        // Every event is one chunk: ending the stream between two of them leaves the client a
+        // whole last event to resume after.
+        body.take_until(draining).boxed_local()
+    };
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Pid", std::process::id().to_string()))
+        .streaming(body.map(Ok::<_, actix_web::Error>))
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header(("X-Pid", std::process::id().to_string()))
+        .body("ok\n")
+}
+
+async fn serve(opts: Options) -> std::io::Result<()> {
+    let mut graceful = Graceful::new();
+    if let Some(t) = opts.lame_duck {
+        graceful = graceful.lame_duck(t);
+    }
+    if let Some(t) = opts.shutdown_timeout {
+        graceful = graceful.shutdown_timeout(t);
+    }
+    let interval = opts.interval;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_graceful::LameDuck)
+            .app_data(web::Data::new(interval))
+            .route("/events", web::get().to(events))
+            .route("/health", web::get().to(health))
+    })
+    .workers(2);
+    for spec in &opts.listen {
+        server = server.graceful_bind_with(match spec.strip_prefix("unix:") {
+            Some(path) => Binding::uds(path),
+            None => Binding::tcp(spec.as_str()),
+        })?;
+    }
+    let serving = actix_graceful::listeners()
+        .iter()
+        .map(|l| {
+            let origin = if l.is_inherited() {
+                "inherited"
+            } else {
+                "bound"
+            };
+            format!("{} ({origin})", l.addr())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "hello pid={} serving {serving}", std::process::id())?;
+    out.flush()?;
+    drop(out);
+    graceful.run(server).await
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let result = parse_args()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("events: error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
