@@ -1,8 +1,10 @@
 //! What `hello` and `hello-plain` share: the handlers, so the benchmark compares the serving
 //! and not the apps (`/` and `/sleep?ms=N` answer `pid=<pid>` with an `X-Pid` header,
-//! `/health` `ok`), and the exit status.
+//! `/health` `ok`), the start-up line, and `main`'s frame (logging, exit status).
+// Each example compiles this file as its own module and uses part of it.
+#![allow(dead_code)]
 
-use std::{process::ExitCode, time::Duration};
+use std::{future::Future, io::Write as _, process::ExitCode, time::Duration};
 
 use actix_web::{web, HttpResponse};
 
@@ -37,4 +39,43 @@ pub fn exit(name: &str, result: std::io::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints `hello pid=<pid> serving <addr> (inherited|bound), ...`: the line the tests and the
+/// benchmark wait for, once every listener is bound.
+pub fn print_serving() -> std::io::Result<()> {
+    let serving = actix_graceful::listeners()
+        .iter()
+        .map(|l| {
+            let origin = if l.is_inherited() {
+                "inherited"
+            } else {
+                "bound"
+            };
+            format!("{} ({origin})", l.addr())
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "hello pid={} serving {serving}", std::process::id())?;
+    out.flush()
+}
+
+/// `main` of an example: logs with millisecond timestamps (`RUST_LOG`, default `info`), parses
+/// the arguments, runs `serve` on an actix system, and turns the result into the exit status.
+pub fn main<O, F>(
+    name: &str,
+    parse: impl FnOnce() -> Result<O, String>,
+    serve: impl FnOnce(O) -> F,
+) -> ExitCode
+where
+    F: Future<Output = std::io::Result<()>>,
+{
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let result = parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
+    exit(name, result)
 }

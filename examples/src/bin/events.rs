@@ -16,11 +16,15 @@
 //! `--shutdown-timeout-s N`, `--lame-duck-ms N`. Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
 
-use std::{io::Write as _, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use actix_graceful::{Binding, Draining, Graceful, GracefulBind as _};
 use actix_web::{http::header, web, App, HttpRequest, HttpResponse, HttpServer};
 use futures::{stream, StreamExt as _};
+
+#[path = "../shared.rs"]
+mod shared;
+use shared::health;
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -108,12 +112,6 @@ async fn events(
         .streaming(body.map(Ok::<_, actix_web::Error>))
 }
 
-async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", std::process::id().to_string()))
-        .body("ok\n")
-}
-
 async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new();
     if let Some(t) = opts.lame_duck {
@@ -137,37 +135,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             None => Binding::tcp(spec.as_str()),
         })?;
     }
-    let serving = actix_graceful::listeners()
-        .iter()
-        .map(|l| {
-            let origin = if l.is_inherited() {
-                "inherited"
-            } else {
-                "bound"
-            };
-            format!("{} ({origin})", l.addr())
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "hello pid={} serving {serving}", std::process::id())?;
-    out.flush()?;
-    drop(out);
+    shared::print_serving()?;
     graceful.run(server).await
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
-    let result = parse_args()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("events: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::main("events", parse_args, serve)
 }

@@ -17,10 +17,14 @@
 //! `--lame-duck-ms N`, `--shutdown-timeout-s N`. Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
 
-use std::{io::Write as _, process::ExitCode, sync::Arc, time::Duration};
+use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use actix_graceful::{Graceful, GracefulBind as _};
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpServer};
+
+#[path = "../shared.rs"]
+mod shared;
+use shared::{reply, sleep};
 
 #[derive(Debug, Default)]
 struct Options {
@@ -116,19 +120,6 @@ fn openssl_acceptor(cert: &str, key: &str) -> std::io::Result<openssl::ssl::SslA
     Ok(builder)
 }
 
-fn reply() -> HttpResponse {
-    let pid = std::process::id();
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", pid.to_string()))
-        .body(format!("pid={pid}\n"))
-}
-
-async fn sleep(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
-    let ms = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
-    actix_web::rt::time::sleep(Duration::from_millis(ms.min(600_000))).await;
-    reply()
-}
-
 async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new();
     if let Some(t) = opts.lame_duck {
@@ -160,37 +151,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             }
         };
     }
-    let serving = actix_graceful::listeners()
-        .iter()
-        .map(|l| {
-            let origin = if l.is_inherited() {
-                "inherited"
-            } else {
-                "bound"
-            };
-            format!("{} ({origin})", l.addr())
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "hello pid={} serving {serving}", std::process::id())?;
-    out.flush()?;
-    drop(out);
+    shared::print_serving()?;
     graceful.run(server).await
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
-    let result = parse_args()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("hello-tls: error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    shared::main("hello-tls", parse_args, serve)
 }

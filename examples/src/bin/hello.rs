@@ -21,7 +21,7 @@
 //! every upgrade), `--ipv6-only on|off` (IPV6_V6ONLY of freshly bound IPv6 sockets). Logs with
 //! `RUST_LOG`.
 
-use std::{io::Write as _, process::ExitCode, time::Duration};
+use std::{process::ExitCode, time::Duration};
 
 use actix_graceful::{Binding, Graceful, GracefulBind as _, UpgradeHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -210,32 +210,11 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         })?;
     }
 
-    let serving = actix_graceful::listeners()
-        .iter()
-        .map(|l| {
-            let origin = if l.is_inherited() {
-                "inherited"
-            } else {
-                "bound"
-            };
-            format!("{} ({origin})", l.addr())
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "hello pid={} serving {serving}", std::process::id())?;
-    out.flush()?;
-    drop(out);
+    shared::print_serving()?;
 
     graceful.run(server).await
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_timestamp_millis()
-        .init();
-    let result = parse_args()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    shared::exit("hello", result)
+    shared::main("hello", parse_args, serve)
 }
