@@ -391,7 +391,11 @@ fn status(state: &str) -> String {
 }
 
 /// Sleeps through the lame-duck `period`, checking every 10 ms whether `successor` (a child of
-/// this process) has exited; returns its pid and exit status if so.
+/// this process) has died; returns its pid and exit status if so.
+///
+/// Only within the period, and never for an exit with status 0: that successor drained on
+/// purpose (it was stopped, or handed over in turn), and taking back would put two generations
+/// in charge. Checked in that order, so a task that wakes late never takes back.
 async fn watch_successor(successor: Option<i32>, period: Duration) -> Option<(i32, String)> {
     let Some(pid) = successor else {
         actix_rt::time::sleep(period).await;
@@ -399,12 +403,17 @@ async fn watch_successor(successor: Option<i32>, period: Duration) -> Option<(i3
     };
     let end = Instant::now() + period;
     loop {
-        if let Some(status) = handoff::exit_status(pid) {
-            return Some((pid, status));
-        }
         let left = end.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return None;
+        }
+        match handoff::exit_status(pid) {
+            Some((status, true)) => {
+                log::info!("successor pid={pid} drained and exited ({status})");
+                return None;
+            }
+            Some((status, false)) => return Some((pid, status)),
+            None => {}
         }
         actix_rt::time::sleep(left.min(Duration::from_millis(10))).await;
     }
@@ -694,7 +703,7 @@ impl Controller {
         let ms = upgrade.started.elapsed().as_secs_f64() * 1000.0;
         // A successor that died between its ready report and now must not be handed over to.
         let result = result.and_then(|pid| match handoff::exit_status(pid) {
-            Some(status) => Err(UpgradeError::Exited {
+            Some((status, _)) => Err(UpgradeError::Exited {
                 pid,
                 status: format!("{status}, right after it reported ready"),
             }),

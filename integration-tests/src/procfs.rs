@@ -162,6 +162,16 @@ fn status_field_kb(pid: i32, key: &str) -> Option<u64> {
 /// Inodes of established TCP connections whose local port is `port` (IPv4 and IPv6): the
 /// connections a server on `port` accepted.
 pub fn tcp_established_inodes(port: u16) -> BTreeSet<u64> {
+    tcp_inodes(port, |state| state == "01")
+}
+
+/// Inodes of TCP sockets on local `port` in any state but LISTEN: accepted connections, also
+/// half-closed ones.
+pub fn tcp_connection_inodes(port: u16) -> BTreeSet<u64> {
+    tcp_inodes(port, |state| state != "0A")
+}
+
+fn tcp_inodes(port: u16, state_ok: impl Fn(&str) -> bool) -> BTreeSet<u64> {
     let mut out = BTreeSet::new();
     for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(s) = fs::read_to_string(file) else {
@@ -169,7 +179,7 @@ pub fn tcp_established_inodes(port: u16) -> BTreeSet<u64> {
         };
         for line in s.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 10 || f[3] != "01" {
+            if f.len() < 10 || !state_ok(f[3]) {
                 continue;
             }
             let local_port = f[1]

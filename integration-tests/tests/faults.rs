@@ -370,3 +370,49 @@ fn sigterm_mid_upgrade_leaves_no_listener_behind() {
         r.h.family.live_pids()
     );
 }
+
+/// The successor dies after the lame-duck period, once the old process has stopped its
+/// workers: too late to take back. The old process finishes its in-flight request and exits;
+/// nothing serves any more (a supervisor's restart is the cure). This test documents that
+/// limit: new connections wait unanswered, then are refused once the old process is gone.
+#[test]
+fn successor_killed_after_the_lame_duck_period_leaves_nobody_serving() {
+    let _g = heavy_lock();
+    let r = Rig::start("kill-late", &["--lame-duck-ms", "200"]);
+    let old = r.h.pid();
+    let slow = spawn_slow(&r.h.target, 3000, 1, Some(r.h.family.pid_set()));
+    sleep_ms(300);
+    let no_wait = UpgradeOpts {
+        wait_old_exit: None,
+        ..UpgradeOpts::default()
+    };
+    let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
+    sleep_ms(600); // lame duck over: the old process is stopping its workers
+    let held = freeze_count_kill(u.new, r.port);
+    let mark = r.h.family.stderr.len();
+    let probe = integration_tests::http::get_once(&r.h.target, "/health", Duration::from_secs(1));
+    println!("request while the old process drains and the successor is dead: {probe:?}");
+    assert!(probe.is_err(), "nobody should answer: {probe:?}");
+    let slow = join_slow(slow)
+        .remove(0)
+        .expect("the old process's in-flight request");
+    assert_eq!((slow.status, slow.pid), (200, Some(old)));
+    assert_eq!(
+        r.h.family.wait_gone(old, Duration::from_secs(15)),
+        Some(Gone::Reaped(Exit::Code(0)))
+    );
+    let after = integration_tests::http::get_once(&r.h.target, "/health", Duration::from_secs(1));
+    println!("after the old process exited: {after:?}");
+    assert!(
+        matches!(&after, Err(f) if f.kind == integration_tests::FailKind::ConnectRefused),
+        "{after:?}"
+    );
+    assert!(r
+        .h
+        .family
+        .stderr
+        .find(mark, |l| l.contains("died during the handoff"))
+        .is_empty());
+    println!("successor held {held} connection(s)");
+    assert!(r.h.family.live_pids().is_empty());
+}

@@ -218,11 +218,14 @@ fn try_reap(pid: Pid) -> Option<String> {
     }
 }
 
-/// Reaps the child `pid` if it has exited and says how it ended; `None` while it runs.
-pub(crate) fn exit_status(pid: i32) -> Option<String> {
+/// Reaps the child `pid` if it has ended and says how, and whether it exited with status 0;
+/// `None` while it runs (or is stopped).
+pub(crate) fn exit_status(pid: i32) -> Option<(String, bool)> {
     match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::StillAlive) | Err(_) => None,
-        Ok(status) => Some(describe(status)),
+        Ok(status @ WaitStatus::Exited(..)) | Ok(status @ WaitStatus::Signaled(..)) => {
+            Some((describe(status), matches!(status, WaitStatus::Exited(_, 0))))
+        }
+        _ => None,
     }
 }
 
