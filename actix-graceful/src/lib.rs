@@ -41,6 +41,19 @@
 //!
 //! Then `kill -USR2 <pid>` upgrades to whatever binary now sits at the started path.
 //!
+//! # Deployment
+//!
+//! - systemd: `READY=1`, `RELOADING=1`, `MAINPID=<successor>` relayed by the old process,
+//!   `STATUS=` with the generation, so `Type=notify-reload` + `ReloadSignal=SIGUSR2` makes
+//!   `systemctl reload` a live upgrade; [`Graceful::fd_store`] keeps the sockets in systemd's
+//!   fd store across crashes and restarts.
+//! - Supervisors: [`Graceful::pid_file`] (atomic, follows the serving process), or
+//!   [`Graceful::keeper`] when the supervised pid must not change.
+//! - Kubernetes and load balancers: [`Graceful::pre_stop_delay`] keeps serving after SIGTERM
+//!   while [`readiness`] (mount it as the readiness probe) answers 503.
+//! - Configuration changes: [`Graceful::successor_env_file`] is re-read at every upgrade and
+//!   set over the successor's environment.
+//!
 //! # Long-lived connections
 //!
 //! Streams, server-sent events and WebSockets are not moved by `Connection: close`. Await
