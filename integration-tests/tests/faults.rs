@@ -210,7 +210,7 @@ fn successor_killed_just_after_spawn() {
 /// The successor reported ready and serves, but is SIGKILLed before the old process stopped
 /// accepting. The old process is held with SIGSTOP from the spawn on, so the ready byte waits
 /// in the pipe while the successor alone accepts; once the old process runs again it finds its
-/// successor dead, fails the upgrade and keeps accepting. Lost: the requests the successor held.
+/// successor dead (failing the upgrade, or taking back in the lame duck) and keeps accepting. Lost: the requests the successor held.
 #[test]
 fn successor_killed_after_ready_before_the_old_stops_accepting() {
     let _g = heavy_lock();
@@ -226,9 +226,29 @@ fn successor_killed_after_ready_before_the_old_stops_accepting() {
     sleep_ms(300);
     let held = freeze_count_kill(succ, r.port);
     assert!(signal(old, Signal::SIGCONT));
-    let line = r.wait_line(mark, "upgrade failed", 10);
+    // A killed multi-threaded process shows as a zombie before its last thread is gone and
+    // `waitpid` can report it: the old process finds it dead either at once ("upgrade failed
+    // ... right after it reported ready") or in its first lame-duck check 10 ms later ("died
+    // during the handoff ... accepting again"). Both keep the old process in charge.
+    let (_, line) =
+        r.h.family
+            .stderr
+            .wait_for_line(
+                mark,
+                |l| l.contains("upgrade failed") || l.contains("died during the handoff"),
+                Duration::from_secs(10),
+            )
+            .unwrap_or_else(|| {
+                panic!(
+                    "the old process did not notice its dead successor\n{}",
+                    r.h.family.output_tail(30)
+                )
+            });
     println!("{line}");
-    assert!(line.contains("right after it reported ready"), "{line}");
+    assert!(
+        line.contains("right after it reported ready") || line.contains("accepting again"),
+        "{line}"
+    );
     r.serves(old, "old process after its successor died");
     let slow_failed = slow_failures(slow);
     sleep_ms(500);
