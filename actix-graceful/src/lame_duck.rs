@@ -210,7 +210,10 @@ where
         let fut = self.service.call(req);
         Box::pin(async move {
             let mut res = fut.await?;
-            if DRAINING.load(Ordering::Relaxed) {
+            // A 101 hands the connection to another protocol (WebSocket): it is not reused for
+            // HTTP/1 requests, and the app ends it through `draining()` instead.
+            let upgrade = res.status() == actix_web::http::StatusCode::SWITCHING_PROTOCOLS;
+            if DRAINING.load(Ordering::Relaxed) && !upgrade {
                 res.response_mut()
                     .head_mut()
                     .set_connection_type(ConnectionType::Close);
