@@ -460,10 +460,16 @@ pub trait GracefulBind: HttpServerExt {
     /// ```no_run
     /// use actix_graceful::GracefulBind as _;
     /// use actix_web::{App, HttpServer};
+    /// use rustls::pki_types::{pem::PemObject as _, CertificateDer, PrivateKeyDer};
     ///
-    /// # fn main() -> std::io::Result<()> {
-    /// # fn load_rustls_config() -> rustls::ServerConfig { unimplemented!() }
-    /// let config: rustls::ServerConfig = load_rustls_config(); // read cert and key at start-up
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // Read at start-up: a successor reads the files again and serves a renewed certificate.
+    /// let certs = CertificateDer::pem_file_iter("/etc/app/cert.pem")?
+    ///     .collect::<Result<Vec<_>, _>>()?;
+    /// let key = PrivateKeyDer::from_pem_file("/etc/app/key.pem")?;
+    /// let config = rustls::ServerConfig::builder()
+    ///     .with_no_client_auth()
+    ///     .with_single_cert(certs, key)?;
     /// let server = HttpServer::new(App::new).graceful_bind_rustls("127.0.0.1:8443", config)?;
     /// # Ok(()) }
     /// ```
