@@ -1,11 +1,13 @@
 //! Where the process is in its life, for load balancers and orchestrators: a readiness probe
 //! turns 503 as soon as the process is asked to stop, while it still serves everything else.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::{http::header, HttpResponse};
 
-static STATE: AtomicU8 = AtomicU8::new(State::Serving as u8);
+/// Set on SIGTERM; draining is the lame-duck flag itself (`lame_duck::is_draining`), so the two
+/// never disagree, also when a take-back ends the drain.
+static STOPPING: AtomicBool = AtomicBool::new(false);
 
 /// What this process is doing, as [`state`] reports it.
 ///
@@ -21,16 +23,15 @@ static STATE: AtomicU8 = AtomicU8::new(State::Serving as u8);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-#[repr(u8)]
 pub enum State {
     /// Serving and meant to go on serving.
-    Serving = 0,
+    Serving,
     /// Asked to stop (SIGTERM) and serving normally through the pre-stop delay (see
     /// [`Graceful::pre_stop_delay`](crate::Graceful::pre_stop_delay)) so that load balancers
     /// can take it out of rotation first.
-    Stopping = 1,
+    Stopping,
     /// No longer accepting: handed over to a successor or stopping, finishing what is in flight.
-    Draining = 2,
+    Draining,
 }
 
 impl State {
@@ -57,15 +58,9 @@ impl std::fmt::Display for State {
     }
 }
 
-/// Moves the process to `next`; never back to an earlier state (but see [`resume`]).
-pub(crate) fn advance(next: State) {
-    STATE.fetch_max(next as u8, Ordering::SeqCst);
-}
-
-/// Back to [`State::Serving`]: a successor died during the handoff and this process took the
-/// listeners back.
-pub(crate) fn resume() {
-    STATE.store(State::Serving as u8, Ordering::SeqCst);
+/// Asked to stop (SIGTERM): [`State::Stopping`] until the drain begins.
+pub(crate) fn stopping() {
+    STOPPING.store(true, Ordering::SeqCst);
 }
 
 /// What this process is doing: [`State::Serving`] until it is asked to stop or hands over.
@@ -77,10 +72,12 @@ pub(crate) fn resume() {
 /// ```
 #[must_use]
 pub fn state() -> State {
-    match STATE.load(Ordering::SeqCst) {
-        0 => State::Serving,
-        1 => State::Stopping,
-        _ => State::Draining,
+    if crate::lame_duck::is_draining() {
+        State::Draining
+    } else if STOPPING.load(Ordering::SeqCst) {
+        State::Stopping
+    } else {
+        State::Serving
     }
 }
 
@@ -117,11 +114,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn state_only_moves_forward() {
-        assert_eq!(state(), State::Serving);
-        advance(State::Draining);
-        advance(State::Stopping);
-        assert_eq!(state(), State::Draining);
+    fn stopping_is_no_longer_serving() {
+        // Draining is the lame-duck flag, tested with the middleware (tests share the process).
         assert_eq!(State::Stopping.to_string(), "stopping");
+        stopping();
+        assert_ne!(state(), State::Serving);
     }
 }

@@ -23,8 +23,7 @@ use nix::{
 use crate::{
     glue::{sealed::Token, HttpServerExt},
     handoff::{self, Cancel, Plan, Readiness},
-    health::{self, State},
-    inherit,
+    health, inherit,
     keeper::{self, Mode, Role},
     lame_duck,
     notify::{self, sd_notify, PidFile},
@@ -160,9 +159,9 @@ impl Graceful {
     /// lines over the environment the successor inherits: the way to change configuration on
     /// upgrade. Blank lines and `#` comments are skipped, `export ` before a key is allowed, the
     /// value is the rest of the line as is (no quotes, no expansion), and the handoff's own
-    /// variables (`LISTEN_*`, `ACTIX_GRACEFUL_READY_FD`) cannot be set. A missing, unreadable
-    /// or malformed file fails that upgrade with [`UpgradeError::EnvFile`] (naming the line)
-    /// and this process keeps serving. This process's own environment never changes.
+    /// variables (`LISTEN_*`, `ACTIX_GRACEFUL_READY_FD`, `ACTIX_GRACEFUL_GENERATION`) cannot be
+    /// set. A missing, unreadable or malformed file fails that upgrade with
+    /// [`UpgradeError::EnvFile`] (naming the line) and this process keeps serving. This process's own environment never changes.
     ///
     /// # Examples
     ///
@@ -607,7 +606,7 @@ impl Controller {
                     }
                     if !self.draining {
                         let delay = self.config.pre_stop_delay;
-                        health::advance(State::Stopping);
+                        health::stopping();
                         let state = if delay.is_zero() {
                             "stopping: draining".to_owned()
                         } else {
@@ -767,7 +766,6 @@ impl Controller {
                 log::info!("pre-stop delay: serving {} ms more", delay.as_millis());
                 actix_rt::time::sleep(delay).await;
             }
-            health::advance(State::Draining);
             handle.pause().await;
             lame_duck::begin();
             if let Some(back) = watch_successor(successor, lame_duck).await {
@@ -788,7 +786,6 @@ impl Controller {
              accepting again, still serving"
         );
         self.draining = false;
-        health::resume();
         if let Some(pid_file) = &self.config.pid_file {
             if let Err(e) = pid_file.write() {
                 log::error!("cannot rewrite pid file {}: {e}", pid_file.path().display());
