@@ -12,54 +12,68 @@
 //!   `NOTIFY_SOCKET`: the keeper is the main pid, the only one that notifies systemd and writes
 //!   the pid file. All starts run on one long-lived thread, so the generations' parent-death
 //!   signal (set by [`attach`]) fires when the keeper dies, not when a helper thread ends.
-//! - Upgrade signal → a new generation; once it is ready the previous one gets SIGWINCH (as
-//!   nginx's old workers do; see [`replaced_signal`]) and drains at once, as after a handoff,
-//!   without the pre-stop delay that SIGTERM (the service stops) brings. A failed upgrade leaves
-//!   the running generation alone. SIGTERM, SIGINT, SIGQUIT go to every generation; the keeper
-//!   waits for all of them and exits with the last current generation's status.
+//! - Each generation leads a process group of its own (see `handoff::spawn`), so a terminal's
+//!   signals to its foreground group (SIGWINCH on every resize, SIGINT on Ctrl-C, SIGHUP) reach
+//!   the keeper only, which passes on what means something: SIGTERM, SIGINT, SIGQUIT as they
+//!   are, a hang-up (SIGHUP, unless it is the upgrade signal) as SIGTERM.
+//! - Upgrade signal → a new generation; once it is ready the previous one is told it was
+//!   replaced through its control pipe, a channel only the keeper holds (the pipe's read end
+//!   is handed over after the readiness pipe, named by [`CONTROL_FD_VAR`]; the keeper writes
+//!   [`REPLACED`]), and drains at once, as after a handoff, without the pre-stop delay that
+//!   SIGTERM (the service stops) brings. No signal means "replaced": anyone can send a signal
+//!   (a terminal sends SIGWINCH to a whole process group on each resize). For generations built
+//!   on an older version of this crate (a rollback), the keeper also sends SIGWINCH, which a
+//!   generation of this version ignores. A failed upgrade leaves the running generation alone.
+//!   SIGTERM, SIGINT, SIGQUIT go to every generation; the keeper waits for all of them and ends
+//!   with the last current generation's status (see [`KeeperExit`]).
 //! - A generation that exits when nobody asked is replaced from the sockets the keeper holds:
 //!   clients queue in the kernel's accept queue meanwhile. The first replacement starts at once,
 //!   later ones after 250 ms, 500 ms, 1 s, 2 s; after [`MAX_FAILURES`] failures in a row (a start
 //!   that never got ready, or a generation that died within [`STABLE`] of getting ready) the
 //!   keeper gives up and exits with status 1 so that the supervisor notices.
-//! - Reaping: `waitpid(-1)` (so, as PID 1, orphans too), except while a start is in flight, when
-//!   only known generations are reaped: the start's own `waitpid` must find its child.
+//! - Reaping: only the known generations, by pid: the app's own children (a `Command` that `main`
+//!   runs on another thread) are the app's to wait for. As PID 1, or as a child subreaper
+//!   (`PR_SET_CHILD_SUBREAPER`, the app's choice), orphans are re-parented to the keeper and
+//!   nothing else would reap them: then `waitpid(-1)` too, except while a start is in flight
+//!   (the start's own `waitpid` must find its child).
 
 use std::{
     ffi::OsStr,
-    io,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
-    sync::{
-        atomic::{AtomicI32, AtomicU64, Ordering},
-        mpsc, OnceLock,
-    },
+    fmt, io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    sync::{mpsc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
+use futures::channel::oneshot;
 use nix::{
     errno::Errno,
     fcntl::OFlag,
-    poll::{poll, PollFd, PollFlags, PollTimeout},
     sys::{
-        signal::{
-            kill, pthread_sigmask, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow,
-            Signal,
-        },
+        signal::{kill, Signal},
+        stat::{fstat, SFlag},
         wait::{waitpid, WaitPidFlag, WaitStatus},
     },
     unistd::{getppid, pipe2, Pid},
 };
 
 use crate::{
+    fd::set_cloexec,
     handoff::{self, Cancel, Plan},
     notify::{self, monotonic_usec, sd_notify, PidFile},
     process::GENERATION_VAR,
-    registry, UpgradeError,
+    registry,
+    signals::{self, Wake},
+    UpgradeError,
 };
 
 /// Names the keeper in a generation's environment.
 pub(crate) const KEEPER_VAR: &str = "ACTIX_GRACEFUL_KEEPER";
+/// Names the generation's control pipe (the read end), handed over after the readiness pipe.
+pub(crate) const CONTROL_FD_VAR: &str = "ACTIX_GRACEFUL_KEEPER_FD";
+/// The byte the keeper writes on a generation's control pipe: a newer generation serves.
+const REPLACED: u8 = b'R';
 
 /// A generation that served this long before it died counts as a one-off crash, not a loop.
 pub(crate) const STABLE: Duration = Duration::from_secs(10);
@@ -118,20 +132,20 @@ fn role_from(keeper: Option<&OsStr>, listen_pid: Option<&OsStr>, own: u32) -> io
         .and_then(|v| v.parse::<i32>().ok());
     match pid {
         Some(pid) if pid > 0 => Ok(Role::Generation(Pid::from_raw(pid))),
-        _ => {
-            let msg = format!("{KEEPER_VAR}={value:?} is not a keeper's process id");
-            log::error!("{msg}");
-            Err(io::Error::new(io::ErrorKind::InvalidInput, msg))
-        }
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{KEEPER_VAR}={value:?} is not a keeper's process id"),
+        )),
     }
 }
 
-/// Run by a generation at start: asks for SIGTERM (a graceful drain) when the keeper dies, and
-/// checks that the keeper is still its parent.
+/// Run by a generation at start: asks for SIGTERM (a graceful drain) when the keeper dies,
+/// checks that the keeper is still its parent, and returns the future that resolves once the
+/// keeper says that a newer generation serves.
 ///
 /// # Errors
 /// The keeper is already gone.
-pub(crate) fn attach(keeper: Pid) -> io::Result<()> {
+pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replaced> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: prctl with integer arguments only.
@@ -153,20 +167,100 @@ pub(crate) fn attach(keeper: Pid) -> io::Result<()> {
     }
     let parent = getppid();
     if parent != keeper {
-        let msg = format!("the keeper pid={keeper} is gone (parent is pid={parent})");
-        log::error!("{msg}");
-        return Err(io::Error::new(io::ErrorKind::NotFound, msg));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the keeper pid={keeper} is gone (parent is pid={parent})"),
+        ));
     }
     log::info!(
         "generation pid={} of keeper pid={keeper}",
         std::process::id()
     );
-    Ok(())
+    let control = CONTROL.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match control {
+        Some(fd) => Ok(watch_control(fd)),
+        None => {
+            // A keeper of an older version of this crate says "replaced" with a signal.
+            let signal = legacy_replaced_signal(upgrade);
+            log::info!("no control pipe from the keeper (an older version): signal {signal} means replaced");
+            let mut stream = actix_rt::signal::unix::signal(
+                actix_rt::signal::unix::SignalKind::from_raw(signal),
+            )?;
+            Ok(Box::pin(async move { stream.recv().await.is_some() }))
+        }
+    }
 }
 
-/// The signal by which the keeper tells a generation that a newer one serves: SIGWINCH (ignored
-/// by default, so harmless anywhere else), or SIGTERM should SIGWINCH be the upgrade signal.
-pub(crate) fn replaced_signal(upgrade: i32) -> i32 {
+/// Resolves to `true` once the keeper says that a newer generation serves; `false` when it can
+/// no longer say (the keeper is gone: its death signal, SIGTERM, does the rest).
+pub(crate) type Replaced = futures::future::LocalBoxFuture<'static, bool>;
+
+/// The generation's control pipe, taken at the crate's first use ([`take_control_fd`]).
+static CONTROL: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Takes the control pipe a keeper handed to this process, if any: only with a `LISTEN_PID`
+/// that is explicitly ours, and only if the fd is a pipe after the listeners and the readiness
+/// pipe. Marks it close-on-exec so the app's own children do not inherit it.
+pub(crate) fn take_control_fd(listen_fds: usize) {
+    let Some(value) = std::env::var_os(CONTROL_FD_VAR) else {
+        return;
+    };
+    if std::env::var("LISTEN_PID").ok() != Some(std::process::id().to_string()) {
+        return;
+    }
+    let first_free = crate::inherit::LISTEN_FDS_START + listen_fds as RawFd + 1;
+    let fd = value
+        .to_str()
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|&fd| fd >= first_free);
+    let Some(fd) = fd else {
+        log::warn!("ignoring {CONTROL_FD_VAR}={value:?}: not an fd after the readiness pipe");
+        return;
+    };
+    match fstat(fd) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
+        _ => {
+            log::warn!("ignoring {CONTROL_FD_VAR}={fd}: not an open pipe");
+            return;
+        }
+    }
+    let _ = set_cloexec(fd, true);
+    // SAFETY: the keeper put this pipe at `fd` for us (LISTEN_PID is ours) and it is an open
+    // FIFO; nothing else in the process knows the number, so we own it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+}
+
+/// Reads the control pipe on a thread of its own (detached: blocking, and it must not hold up
+/// the runtime's shutdown).
+fn watch_control(fd: OwnedFd) -> Replaced {
+    let (tx, rx) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("keeper-control".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            loop {
+                match nix::unistd::read(fd.as_raw_fd(), &mut byte) {
+                    Ok(1) if byte[0] == REPLACED => {
+                        let _ = tx.send(());
+                        return;
+                    }
+                    Err(Errno::EINTR) => continue,
+                    Ok(1) => continue,
+                    _ => return, // EOF or an error: the keeper is gone
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        log::warn!("cannot watch the keeper's control pipe: {err}");
+    }
+    Box::pin(async move { rx.await.is_ok() })
+}
+
+/// The signal by which a keeper of an older version of this crate tells a generation that a
+/// newer one serves (and which this keeper still sends, for such generations): SIGWINCH, or
+/// SIGTERM should SIGWINCH be the upgrade signal.
+fn legacy_replaced_signal(upgrade: i32) -> i32 {
     if upgrade == libc::SIGWINCH {
         libc::SIGTERM
     } else {
@@ -194,35 +288,119 @@ pub(crate) struct Config {
     pub(crate) fd_store: bool,
 }
 
-/// Runs the keeper until every generation has exited. Returns the exit status for the process:
-/// the last current generation's (128 + signal number when it was killed by a signal), or 1 when
-/// the keeper gave up on a crash loop.
+/// How keeper mode ended, when not with status 0: the error [`Graceful::run`] returns in the
+/// keeper, as the source of an [`io::Error`] (kind `Other`), so that `main` runs its
+/// destructors and exits with [`code`](Self::code) (the library never calls
+/// `std::process::exit`).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::process::ExitCode;
+/// use actix_graceful::{Graceful, GracefulBind as _, KeeperExit};
+/// use actix_web::{App, HttpServer};
+///
+/// #[actix_web::main]
+/// async fn main() -> ExitCode {
+///     let run = async {
+///         let server = HttpServer::new(|| App::new().wrap(actix_graceful::LameDuck))
+///             .graceful_bind("0.0.0.0:8080")?;
+///         Graceful::new().keeper(true).run(server).await
+///     };
+///     match run.await {
+///         Ok(()) => ExitCode::SUCCESS,
+///         Err(err) => {
+///             eprintln!("error: {err}");
+///             match KeeperExit::from_io(&err) {
+///                 Some(exit) => ExitCode::from(exit.code()),
+///                 None => ExitCode::FAILURE,
+///             }
+///         }
+///     }
+/// }
+/// ```
+///
+/// [`Graceful::run`]: crate::Graceful::run
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeeperExit {
+    code: u8,
+    why: String,
+}
+
+impl KeeperExit {
+    /// The status for the process: the last generation's exit status (128 + the signal number
+    /// when a signal killed it), or 1 when the keeper gave up on a crash loop.
+    #[must_use]
+    pub fn code(&self) -> u8 {
+        self.code
+    }
+
+    /// The `KeeperExit` an error returned by [`Graceful::run`](crate::Graceful::run) carries,
+    /// if it is one.
+    #[must_use]
+    pub fn from_io(err: &io::Error) -> Option<&KeeperExit> {
+        err.get_ref()?.downcast_ref()
+    }
+}
+
+impl fmt::Display for KeeperExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "keeper mode ended with status {}: {}",
+            self.code, self.why
+        )
+    }
+}
+
+impl std::error::Error for KeeperExit {}
+
+/// Runs the keeper until every generation has exited.
 ///
 /// # Errors
-/// No listener was bound with `graceful_bind*`, or the signal handlers or the start thread
-/// cannot be set up.
-pub(crate) fn run(config: Config) -> io::Result<i32> {
+/// A [`KeeperExit`] when the status for the process is not 0 (the last current generation's,
+/// or 1 when the keeper gave up on a crash loop); no listener was bound with `graceful_bind*`;
+/// the signal handlers or the start thread cannot be set up.
+pub(crate) fn run(config: Config) -> io::Result<()> {
     let Config {
         mut plan,
         pid_file,
         fd_store,
     } = config;
     if registry::handoff_set().is_empty() {
-        let msg = "keeper mode needs listeners bound with graceful_bind*: nothing to hold";
-        log::error!("{msg}");
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "keeper mode needs listeners bound with graceful_bind*: nothing to hold",
+        ));
     }
     plan.env
         .push((KEEPER_VAR, Some(std::process::id().to_string())));
     plan.env.push(("NOTIFY_SOCKET", None));
-    let wake = Wake::install(plan.upgrade_signal)?;
-    let replaced = Signal::try_from(replaced_signal(plan.upgrade_signal))?;
+    let upgrade = plan.upgrade_signal;
+    let mut caught = vec![
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGCHLD,
+        upgrade,
+    ];
+    if upgrade != libc::SIGHUP {
+        caught.push(libc::SIGHUP);
+    }
+    let wake = Wake::install(&caught)?;
+    signals::release_usr2_unless(upgrade);
+    let legacy = legacy_replaced_signal(upgrade);
+    let legacy = (legacy == libc::SIGWINCH)
+        .then(|| Signal::try_from(legacy).ok())
+        .flatten();
     let starter = Starter::spawn(plan)?;
     let mut keeper = Keeper {
         starter,
         pid_file,
         fd_store,
-        replaced,
+        upgrade,
+        legacy,
+        reap_orphans: reaps_orphans(),
         started: 0,
         current: None,
         old: Vec::new(),
@@ -231,6 +409,7 @@ pub(crate) fn run(config: Config) -> io::Result<i32> {
         failures: 0,
         stopping: None,
         exit_code: 0,
+        exit_how: "exit status 0".to_owned(),
         gave_up: false,
         announced: false,
     };
@@ -248,98 +427,38 @@ pub(crate) fn run(config: Config) -> io::Result<i32> {
         "keeper pid={}: every generation has exited; exit status {code}",
         std::process::id()
     );
-    Ok(code)
-}
-
-// ---- signals: a self-pipe, so any thread may take them ----
-
-static PENDING: AtomicU64 = AtomicU64::new(0);
-static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
-/// The pipe, never closed: a handler may run on any thread at any time.
-static PIPE: OnceLock<(OwnedFd, OwnedFd)> = OnceLock::new();
-
-extern "C" fn on_signal(signal: libc::c_int) {
-    let saved = Errno::last_raw();
-    if (1..64).contains(&signal) {
-        PENDING.fetch_or(1 << signal, Ordering::SeqCst);
-    }
-    wake();
-    Errno::set_raw(saved);
-}
-
-/// Wakes the keeper's loop. Async-signal-safe.
-fn wake() {
-    let fd = WAKE_FD.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: writes one byte from a live stack buffer to our own non-blocking pipe; a full
-        // pipe (EAGAIN) already means "wake up".
-        unsafe {
-            libc::write(fd, [1u8].as_ptr().cast(), 1);
-        }
+    match u8::try_from(code) {
+        Ok(0) => Ok(()),
+        code => Err(io::Error::other(KeeperExit {
+            code: code.unwrap_or(1),
+            why: if keeper.gave_up {
+                format!(
+                    "gave up after {} failed generations in a row",
+                    keeper.failures
+                )
+            } else {
+                format!("the last generation ended with {}", keeper.exit_how)
+            },
+        })),
     }
 }
 
-struct Wake {
-    read: &'static OwnedFd,
-}
-
-impl Wake {
-    /// Installs the handlers for the stop signals, SIGCHLD and `upgrade`, then unblocks the
-    /// upgrade signal (held since start-up) on this thread.
-    fn install(upgrade: i32) -> io::Result<Wake> {
-        if PIPE.get().is_none() {
-            let pipe = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-            let _ = PIPE.set(pipe);
-        }
-        let (read, write) = PIPE
-            .get()
-            .ok_or_else(|| io::Error::other("keeper wake-up pipe missing"))?;
-        WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
-        let action = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
-            SigSet::empty(),
-        );
-        let upgrade = Signal::try_from(upgrade)?;
-        for signal in [
-            Signal::SIGTERM,
-            Signal::SIGINT,
-            Signal::SIGQUIT,
-            Signal::SIGCHLD,
-            upgrade,
-        ] {
-            // SAFETY: the handler only touches atomics, errno and `write(2)`, all
-            // async-signal-safe.
-            unsafe { sigaction(signal, &action) }?;
-        }
-        let mut unblock = SigSet::empty();
-        unblock.add(upgrade);
-        unblock.add(Signal::SIGUSR2);
-        pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&unblock), None)?;
-        Ok(Wake { read })
+/// Whether orphans come to the keeper, so that it must reap any child: as PID 1, or as a child
+/// subreaper.
+fn reaps_orphans() -> bool {
+    if std::process::id() == 1 {
+        return true;
     }
-
-    /// Sleeps until a signal or a finished start wakes it, at most `timeout`.
-    fn wait(&self, timeout: Duration) {
-        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        let _ = poll(&mut fds, ms);
-        let mut buf = [0u8; 64];
-        while let Ok(n) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
-            if n == 0 {
-                break;
-            }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut on: libc::c_int = 0;
+        // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the valid pointer.
+        let rc = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut on as *mut libc::c_int) };
+        if rc == 0 && on != 0 {
+            return true;
         }
     }
-
-    /// The signals received since the last call, in signal-number order.
-    fn take(&self) -> Vec<Signal> {
-        let bits = PENDING.swap(0, Ordering::SeqCst);
-        (1..64)
-            .filter(|n| bits & (1 << n) != 0)
-            .filter_map(|n| Signal::try_from(n).ok())
-            .collect()
-    }
+    false
 }
 
 // ---- the start thread ----
@@ -348,8 +467,22 @@ impl Wake {
 /// keeper (the generations' parent-death signal follows the thread that forked them).
 struct Starter {
     requests: Option<mpsc::Sender<(Cancel, u64)>>,
-    results: mpsc::Receiver<Result<i32, UpgradeError>>,
+    results: mpsc::Receiver<Started>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A started generation: its pid and the write end of its control pipe.
+type Started = Result<(i32, OwnedFd), UpgradeError>;
+
+/// Starts one generation with a fresh control pipe; returns the pipe's write end with its pid.
+fn start_generation(plan: &Plan, cancel: &Cancel) -> Started {
+    // Both ends close-on-exec here; the spawn places the read end in the child for it.
+    let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| UpgradeError::Spawn(e.into()))?;
+    let mut plan = plan.clone();
+    plan.control = Some(read.as_raw_fd());
+    let pid = handoff::hand_over(&plan, cancel)?;
+    drop(read);
+    Ok((pid, write))
 }
 
 impl Starter {
@@ -363,11 +496,11 @@ impl Starter {
                     let mut plan = plan.clone();
                     plan.env
                         .push((GENERATION_VAR, Some(generation.to_string())));
-                    let result = handoff::hand_over(&plan, &cancel);
+                    let result = start_generation(&plan, &cancel);
                     if outbox.send(result).is_err() {
                         break;
                     }
-                    wake();
+                    signals::wake();
                 }
             })?;
         Ok(Starter {
@@ -410,14 +543,42 @@ struct Generation {
     pid: Pid,
     number: u64,
     ready_at: Instant,
+    /// The write end of its control pipe.
+    control: OwnedFd,
+}
+
+impl Generation {
+    /// Tells the generation that a newer one serves: it drains at once. Also sends `legacy`,
+    /// for a generation of an older version of this crate, which knows no control pipe.
+    fn replaced(self, legacy: Option<Signal>) {
+        loop {
+            match nix::unistd::write(&self.control, &[REPLACED]) {
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    log::warn!(
+                        "cannot tell generation pid={} it was replaced: {err}",
+                        self.pid
+                    );
+                }
+                Ok(_) => {}
+            }
+            break;
+        }
+        if let Some(signal) = legacy {
+            let _ = kill(self.pid, signal);
+        }
+    }
 }
 
 struct Keeper {
     starter: Starter,
     pid_file: Option<PidFile>,
     fd_store: bool,
-    /// Sent to a generation a newer one replaced.
-    replaced: Signal,
+    upgrade: i32,
+    /// Also sent to a replaced generation, for one of an older version of this crate.
+    legacy: Option<Signal>,
+    /// Orphans come to the keeper (PID 1, or a child subreaper): reap any child.
+    reap_orphans: bool,
     /// Generations started so far (each start gets the next number, from 1).
     started: u64,
     /// The generation that serves.
@@ -431,8 +592,9 @@ struct Keeper {
     failures: u32,
     /// The stop signal received, if any.
     stopping: Option<Signal>,
-    /// The exit status of the last current generation that exited.
+    /// The exit status of the last current generation that exited, and how it ended.
     exit_code: i32,
+    exit_how: String,
     gave_up: bool,
     /// Whether the first generation got ready (READY=1, pid file).
     announced: bool,
@@ -478,9 +640,14 @@ impl Keeper {
 
     fn on_signal(&mut self, signal: Signal) {
         match signal {
+            _ if signal as i32 == self.upgrade => self.on_upgrade_signal(),
             Signal::SIGCHLD => {}
             Signal::SIGTERM | Signal::SIGINT | Signal::SIGQUIT => self.stop(signal),
-            _ => self.on_upgrade_signal(),
+            Signal::SIGHUP => {
+                log::info!("keeper: SIGHUP (hang-up): stopping as on SIGTERM");
+                self.stop(Signal::SIGTERM);
+            }
+            other => log::debug!("keeper: ignoring {other}"),
         }
     }
 
@@ -538,15 +705,15 @@ impl Keeper {
         });
     }
 
-    fn on_started(&mut self, result: Result<i32, UpgradeError>) {
+    fn on_started(&mut self, result: Started) {
         let Some(starting) = self.starting.take() else {
             return;
         };
         let ms = starting.since.elapsed().as_secs_f64() * 1000.0;
-        let result = result.map(Pid::from_raw);
+        let result = result.map(|(pid, control)| (Pid::from_raw(pid), control));
         if let Some(signal) = self.stopping {
             match result {
-                Ok(pid) => {
+                Ok((pid, _)) => {
                     // Got ready just as the stop came: it stops too.
                     log::info!(
                         "keeper: generation pid={pid} got ready while stopping: sending {signal}"
@@ -559,12 +726,13 @@ impl Keeper {
             return;
         }
         match (starting.kind, result) {
-            (Kind::Upgrade, Ok(pid)) => {
+            (Kind::Upgrade, Ok((pid, control))) => {
                 self.restart_at = None;
                 let new = Generation {
                     pid,
                     number: self.started,
                     ready_at: Instant::now(),
+                    control,
                 };
                 let state = match self.current.replace(new) {
                     Some(prev) => {
@@ -572,9 +740,10 @@ impl Keeper {
                             "upgrade: successor pid={pid} ready after {ms:.1} ms; draining generation pid={}",
                             prev.pid
                         );
-                        let _ = kill(prev.pid, self.replaced);
+                        let state = format!("serving; generation {} draining", prev.number);
                         self.old.push(prev.pid);
-                        format!("serving; generation {} draining", prev.number)
+                        prev.replaced(self.legacy);
+                        state
                     }
                     None => {
                         log::info!("upgrade: successor pid={pid} ready after {ms:.1} ms");
@@ -594,13 +763,14 @@ impl Keeper {
                 let state = format!("serving; upgrade failed: {err}");
                 sd_notify(&format!("READY=1\n{}", self.status(&state)));
             }
-            (Kind::First | Kind::Restart, Ok(pid)) => {
+            (Kind::First | Kind::Restart, Ok((pid, control))) => {
                 self.restart_at = None;
                 log::info!("keeper: generation pid={pid} ready after {ms:.1} ms");
                 self.current = Some(Generation {
                     pid,
                     number: self.started,
                     ready_at: Instant::now(),
+                    control,
                 });
                 if self.announced {
                     sd_notify(&self.status("serving"));
@@ -679,22 +849,29 @@ impl Keeper {
         }
     }
 
-    /// Reaps every exited child: any child (`waitpid(-1)`, so orphans too when this is PID 1),
-    /// or only the known generations while a start is in flight.
+    /// Reaps the generations that exited, by pid; any other child too (`waitpid(-1)`) when
+    /// orphans come to the keeper, except while a start is in flight.
     fn reap(&mut self) {
-        if self.starting.is_some() {
-            let known: Vec<Pid> = self
-                .current
-                .iter()
-                .map(|g| g.pid)
-                .chain(self.old.iter().copied())
-                .collect();
-            for pid in known {
-                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) | Err(_) => {}
-                    Ok(status) => self.exited(pid, status),
-                }
+        let known: Vec<Pid> = self
+            .current
+            .iter()
+            .map(|g| g.pid)
+            .chain(self.old.iter().copied())
+            .collect();
+        for pid in known {
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
+                // Not ours to wait for any more (other code of the process reaped it): gone.
+                Err(Errno::ECHILD) => self.ended(
+                    pid,
+                    1,
+                    "gone, reaped by other code of this process (status unknown)".to_owned(),
+                ),
+                Err(err) => log::warn!("keeper: waitpid({pid}) failed: {err}"),
+                Ok(status) => self.exited(pid, status),
             }
+        }
+        if !self.reap_orphans || self.starting.is_some() {
             return;
         }
         loop {
@@ -722,11 +899,16 @@ impl Keeper {
             }
             _ => return,
         };
+        self.ended(pid, code, how);
+    }
+
+    fn ended(&mut self, pid: Pid, code: i32, how: String) {
         if self.current.as_ref().is_some_and(|g| g.pid == pid) {
             let Some(gen) = self.current.take() else {
                 return;
             };
             self.exit_code = code;
+            self.exit_how.clone_from(&how);
             if self.stopping.is_some() {
                 log::info!("keeper: generation pid={pid} stopped ({how})");
                 return;

@@ -30,14 +30,17 @@ pub(crate) const GENERATION_VAR: &str = "ACTIX_GRACEFUL_GENERATION";
 
 static STARTUP: OnceLock<Startup> = OnceLock::new();
 
-/// Records the start-up facts and holds the upgrade signal until the server handles it.
+/// Records the start-up facts, catches the upgrade signal (process-wide) until the server
+/// handles it, and takes the fds a predecessor or keeper handed over besides the listeners.
 /// Idempotent; called by every entry point of the crate.
 pub(crate) fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         startup();
-        crate::signals::hold_early();
-        crate::handoff::take_report_fd(crate::inherit::count());
+        crate::signals::catch_early();
+        let listen_fds = crate::inherit::count();
+        crate::handoff::take_report_fd(listen_fds);
+        crate::keeper::take_control_fd(listen_fds);
     });
 }
 

@@ -86,6 +86,11 @@ impl Default for Graceful {
 impl Graceful {
     /// The defaults: SIGUSR2 upgrades, a successor has 30 s to get ready, 500 ms of lame duck,
     /// actix's own shutdown timeout (30 s), no pid file.
+    ///
+    /// The crate's first use (this, `graceful_bind*`, or any other entry point) installs a
+    /// process-wide handler for SIGUSR2, so an upgrade signal that comes before
+    /// [`run`](Self::run), on any thread (also one started before), is recorded instead of
+    /// killing the process; `run` then upgrades as soon as it serves.
     pub fn new() -> Self {
         process::init();
         let (tx, commands) = mpsc::unbounded();
@@ -131,9 +136,10 @@ impl Graceful {
         self
     }
 
-    /// The signal that starts an upgrade (default `SIGUSR2`), e.g. `libc::SIGHUP`. It is held
-    /// (blocked on this thread) from this call until [`run`](Self::run) handles it, so configure
-    /// it early in `main`. SIGUSR2 then keeps its ordinary meaning (by default: terminate).
+    /// The signal that starts an upgrade (default `SIGUSR2`), e.g. `libc::SIGHUP`. It is caught
+    /// process-wide from this call on (one that comes before [`run`](Self::run) is recorded and
+    /// acted on once `run` serves), so configure it early in `main`. SIGUSR2 then gets back, in
+    /// `run`, the disposition it had before the crate's first use (by default: terminate).
     ///
     /// # Panics
     /// When `signal` is not a catchable signal, or one with another meaning to the server
@@ -143,7 +149,9 @@ impl Graceful {
             signals::is_valid_upgrade_signal(signal),
             "signal {signal} cannot be the upgrade signal"
         );
-        signals::hold(signal);
+        if let Err(err) = signals::catch(signal) {
+            log::warn!("cannot catch signal {signal} until the server runs: {err}");
+        }
         self.upgrade_signal = signal;
         self
     }
@@ -227,15 +235,21 @@ impl Graceful {
     /// The process started by the supervisor binds the listeners (`graceful_bind*`), then in
     /// [`run`](Self::run) becomes a thin keeper: it starts no actix worker and serves nothing,
     /// holds the sockets and runs the server as its child, a *generation*, started with the
-    /// same executable, arguments and handoff as a successor. The upgrade signal sent to the
-    /// keeper starts a new generation and, once the new one is ready, drains the old one at
-    /// once (the keeper sends it SIGWINCH; SIGTERM would bring the pre-stop delay); sent to a
-    /// generation, it is passed on to the keeper. A generation that dies is replaced from the
+    /// same executable, arguments and handoff as a successor, each in a process group of its
+    /// own: a terminal's signals (SIGWINCH on a resize, Ctrl-C's SIGINT, SIGHUP) reach only the
+    /// keeper, which passes on SIGTERM, SIGINT and SIGQUIT, and stops gracefully on a hang-up
+    /// (SIGHUP, unless it is the upgrade signal). The upgrade signal sent to the keeper starts
+    /// a new generation and, once the new one is ready, drains the old one at once (the keeper
+    /// says so through a pipe only it holds; SIGTERM would bring the pre-stop delay); sent to
+    /// a generation, it is passed on to the keeper. A generation that dies is replaced from the
     /// held sockets (clients queue meanwhile); after 5 failures in a row (each a start that
     /// never got ready, or a generation that died within 10 s) the keeper gives up. SIGTERM,
-    /// SIGINT and SIGQUIT go to the generations; the keeper reaps them (and, as PID 1, any
-    /// orphan) and ends the process with the last generation's exit status (128 + the signal
-    /// number when it was killed), like `exit`; with 1 when it gave up. The keeper alone writes
+    /// SIGINT and SIGQUIT go to the generations; the keeper reaps them (only them: the app's
+    /// own children are the app's to wait for; as PID 1 or a child subreaper, any orphan too)
+    /// and `run` returns once all have exited: `Ok(())` when the last generation exited 0,
+    /// else an error carrying a [`KeeperExit`](crate::KeeperExit) with the status for the
+    /// process (the generation's, 128 + the signal number when it was killed, or 1 when the
+    /// keeper gave up), for `main` to exit with. The keeper alone writes
     /// the pid file and talks to systemd (`READY=1`, `RELOADING=1`, `STOPPING=1`, `MAINPID=`
     /// the keeper); generations get no `NOTIFY_SOCKET`.
     ///
@@ -276,13 +290,16 @@ impl Graceful {
     ///
     /// # Errors
     /// The signal handlers cannot be installed, or actix fails to start its workers. In keeper
-    /// mode: the keeper cannot set up, or a generation finds its keeper gone.
+    /// mode: the keeper cannot set up, a generation finds its keeper gone, or the keeper ended
+    /// with a status other than 0 ([`KeeperExit`](crate::KeeperExit)). The error is returned,
+    /// not logged: log or print it once, in the caller.
     pub async fn run(mut self, server: impl HttpServerExt) -> io::Result<()> {
+        let mut replaced = None;
         if self.keeper == Mode::On {
             match keeper::role()? {
                 Role::Keeper => return self.keep(server).await,
                 Role::Generation(pid) => {
-                    keeper::attach(pid)?;
+                    replaced = Some(keeper::attach(pid, self.upgrade_signal)?);
                     self.keeper = Mode::Under(pid);
                     self.pid_file = None; // the keeper's
                 }
@@ -301,14 +318,6 @@ impl Graceful {
         if let Poll::Ready(result) = first {
             return result;
         }
-        let replaced = match self.keeper {
-            Mode::Under(_) => Some(actix_rt::signal::unix::signal(
-                actix_rt::signal::unix::SignalKind::from_raw(keeper::replaced_signal(
-                    self.upgrade_signal,
-                )),
-            )?),
-            _ => None,
-        };
         let task = actix_rt::spawn(server);
         self.serving();
         let mut controller = Controller::new(self, handle, signals);
@@ -326,14 +335,9 @@ impl Graceful {
             pid_file: self.pid_file.clone(),
             fd_store: self.fd_store,
         };
-        let code = actix_rt::task::spawn_blocking(move || keeper::run(config))
+        actix_rt::task::spawn_blocking(move || keeper::run(config))
             .await
-            .map_err(io::Error::other)??;
-        if code != 0 {
-            // The supervisor must see the generation's status, which io::Error cannot carry.
-            std::process::exit(code);
-        }
-        Ok(())
+            .map_err(io::Error::other)?
     }
 
     /// How to start a successor (or a generation).
@@ -351,6 +355,7 @@ impl Graceful {
             timeout: self.upgrade_timeout,
             env: Vec::new(),
             env_file: self.env_file.clone(),
+            control: None,
         }
     }
 
@@ -503,8 +508,8 @@ struct Controller {
     /// Resolves when the successor died during the lame-duck period and this process took the
     /// listeners back (the successor's exit status).
     taken_back: Option<oneshot::Receiver<(i32, String)>>,
-    /// Under a keeper: the signal saying a newer generation serves (drain at once).
-    replaced: Option<actix_rt::signal::unix::Signal>,
+    /// Under a keeper: resolves once the keeper says a newer generation serves (drain at once).
+    replaced: Option<keeper::Replaced>,
 }
 
 struct Upgrade {
@@ -563,8 +568,11 @@ impl Controller {
                     }
                 }
                 if let Some(replaced) = &mut self.replaced {
-                    if replaced.poll_recv(cx).is_ready() {
-                        return Poll::Ready(Step::Replaced);
+                    if let Poll::Ready(replaced) = replaced.as_mut().poll(cx) {
+                        self.replaced = None;
+                        if replaced {
+                            return Poll::Ready(Step::Replaced);
+                        }
                     }
                 }
                 if commands_open {

@@ -1,17 +1,38 @@
-//! Signal ownership: the upgrade signal is held (blocked) until the server's handler exists,
-//! so an early one is acted on later instead of killing the process (the default action of
-//! SIGUSR2 and SIGHUP). SIGUSR2 is held from the crate's first use, another upgrade signal from
-//! the moment it is configured, and in a successor from its very first instruction (it starts
-//! with the signal blocked across `exec`).
+//! Signal ownership, process-wide.
+//!
+//! From the crate's first use, the upgrade signal has a handler of ours ([`catch`]): a
+//! `sigaction` disposition is the same for every thread, so a thread the app started before
+//! (a log appender, an exporter, a runtime of its own) can take the signal without it killing
+//! the process (the default action of SIGUSR2 and SIGHUP). The handler only records the signal
+//! in an atomic bit set and wakes an optional self-pipe; `run` acts on a recorded signal once it
+//! handles signals itself ([`Signals::install`]), and keeper mode reads the same set
+//! ([`Wake`]). A successor starts with the upgrade signal blocked across `exec` (a signal
+//! between `exec` and its handler would kill it) and unblocks it once the handler exists.
+//!
+//! In the child of a `fork`, [`reset_in_child`] gives every caught signal its default back
+//! before `exec`, so nothing between `fork` and `exec` runs a handler of the parent's.
 
 use std::{
     io,
-    sync::Once,
+    os::fd::{AsFd, AsRawFd, OwnedFd},
+    sync::{
+        atomic::{AtomicI32, AtomicU64, Ordering},
+        Mutex, Once, OnceLock,
+    },
     task::{Context, Poll},
+    time::Duration,
 };
 
 use actix_rt::signal::unix::{signal, Signal as Stream, SignalKind};
-use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::{
+    errno::Errno,
+    fcntl::OFlag,
+    poll::{poll, PollFd, PollFlags, PollTimeout},
+    sys::signal::{
+        pthread_sigmask, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+    },
+    unistd::pipe2,
+};
 
 /// The default upgrade signal.
 pub(crate) const DEFAULT_UPGRADE: i32 = libc::SIGUSR2;
@@ -27,18 +48,103 @@ pub(crate) enum Event {
     Force(&'static str),
 }
 
-/// Blocks the default upgrade signal on the calling thread (and so on every thread it starts
-/// later), once. The server's [`Signals::install`] unblocks it.
-pub(crate) fn hold_early() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| hold(DEFAULT_UPGRADE));
+// ---- the handler: records, wakes ----
+
+/// Signals received and not yet taken, one bit per signal number (1..64).
+static PENDING: AtomicU64 = AtomicU64::new(0);
+/// The write end of the keeper's wake-up pipe, or -1.
+static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
+/// Signals whose disposition is [`record`], one bit per number.
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+/// SIGUSR2's disposition before [`catch_early`], given back when another signal upgrades.
+static USR2_BEFORE: Mutex<Option<SigAction>> = Mutex::new(None);
+
+extern "C" fn record(signal: libc::c_int) {
+    let saved = Errno::last_raw();
+    if (1..64).contains(&signal) {
+        PENDING.fetch_or(1 << signal, Ordering::SeqCst);
+    }
+    wake();
+    Errno::set_raw(saved);
 }
 
-/// Blocks `signal` on the calling thread (and the threads it starts later) until
-/// [`Signals::install`] handles it.
-pub(crate) fn hold(signal: i32) {
-    if let Err(err) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set_of(signal)), None) {
-        log::warn!("cannot hold signal {signal} until the server runs: {err}");
+/// Wakes whoever waits on the [`Wake`] pipe (keeper mode). Async-signal-safe.
+pub(crate) fn wake() {
+    let fd = WAKE_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: writes one byte from a live buffer to our own non-blocking pipe, which is never
+        // closed; a full pipe (EAGAIN) already means "wake up".
+        unsafe {
+            libc::write(fd, [1u8].as_ptr().cast(), 1);
+        }
+    }
+}
+
+/// Takes a recorded `signal`: whether it arrived since the last take.
+pub(crate) fn take(signal: i32) -> bool {
+    (1..64).contains(&signal)
+        && PENDING.fetch_and(!(1 << signal), Ordering::SeqCst) & (1 << signal) != 0
+}
+
+/// Installs [`record`] as the process-wide disposition of `signal` (once per signal), then
+/// unblocks it on the calling thread (a successor starts with it blocked).
+///
+/// # Errors
+/// `signal` is not a signal, or `sigaction` refused it.
+pub(crate) fn catch(signal: i32) -> io::Result<()> {
+    let sig = Signal::try_from(signal)?;
+    let bit = 1u64 << signal;
+    if CAUGHT.fetch_or(bit, Ordering::SeqCst) & bit == 0 {
+        let action = SigAction::new(
+            SigHandler::Handler(record),
+            SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+            SigSet::empty(),
+        );
+        // SAFETY: `record` only touches atomics, errno and `write(2)`: async-signal-safe.
+        match unsafe { sigaction(sig, &action) } {
+            Ok(old) if sig == Signal::SIGUSR2 => {
+                *USR2_BEFORE.lock().unwrap_or_else(|e| e.into_inner()) = Some(old);
+            }
+            Ok(_) => {}
+            Err(err) => {
+                CAUGHT.fetch_and(!bit, Ordering::SeqCst);
+                return Err(err.into());
+            }
+        }
+    }
+    pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set_of(signal)), None)?;
+    Ok(())
+}
+
+/// Catches the default upgrade signal from the crate's first use, once.
+pub(crate) fn catch_early() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(err) = catch(DEFAULT_UPGRADE) {
+            log::warn!("cannot catch SIGUSR2 until the server runs: {err}");
+        }
+    });
+}
+
+/// When `upgrade` is not SIGUSR2, SIGUSR2 gets back the disposition it had before the crate's
+/// first use (by default: terminate). A SIGUSR2 recorded meanwhile is dropped with a log line.
+pub(crate) fn release_usr2_unless(upgrade: i32) {
+    if upgrade == libc::SIGUSR2 {
+        return;
+    }
+    let bit = 1u64 << libc::SIGUSR2;
+    if CAUGHT.fetch_and(!bit, Ordering::SeqCst) & bit == 0 {
+        return;
+    }
+    let before = USR2_BEFORE.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let before = before
+        .unwrap_or_else(|| SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty()));
+    // SAFETY: puts back the disposition found at the crate's first use.
+    if let Err(err) = unsafe { sigaction(Signal::SIGUSR2, &before) } {
+        log::warn!("cannot give SIGUSR2 its default back: {err}");
+    }
+    if take(libc::SIGUSR2) {
+        log::warn!("SIGUSR2 arrived before the server ran; ignored: another signal upgrades");
     }
 }
 
@@ -46,6 +152,34 @@ pub(crate) fn hold(signal: i32) {
 /// before `fork`, applied between `fork` and `exec`.
 pub(crate) fn successor_mask(upgrade: i32) -> SigSet {
     set_of(upgrade)
+}
+
+/// Every signal blocked: the mask around `fork`, so the child runs no handler before it has
+/// reset them ([`reset_in_child`]).
+pub(crate) fn all() -> SigSet {
+    SigSet::all()
+}
+
+/// In the child of a `fork`, before `exec`: every signal with a handler (ours, tokio's, the
+/// app's) gets its default action back, and SIGPIPE too (the Rust runtime ignores it, and an
+/// ignored signal stays ignored across `exec`; std's `Command` resets it the same way).
+///
+/// # Safety
+/// Only async-signal-safe calls (`sigaction`); meant for the child between `fork` and `exec`,
+/// with every signal blocked.
+pub(crate) unsafe fn reset_in_child() {
+    for signal in 1..65 {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+            continue;
+        }
+        let handled = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
+        if handled || signal == libc::SIGPIPE {
+            let mut dfl: libc::sigaction = std::mem::zeroed();
+            dfl.sa_sigaction = libc::SIG_DFL;
+            libc::sigaction(signal, &dfl, std::ptr::null_mut());
+        }
+    }
 }
 
 fn set_of(signal: i32) -> SigSet {
@@ -76,38 +210,55 @@ pub(crate) fn is_valid_upgrade_signal(signal: i32) -> bool {
         .contains(&signal)
 }
 
+// ---- the server's signals (async) ----
+
 /// The server's signal handlers.
 pub(crate) struct Signals {
+    upgrade_signal: i32,
     upgrade: Stream,
     term: Stream,
     int: Stream,
     quit: Stream,
+    /// An upgrade signal recorded before the server ran, not acted on yet.
+    early: bool,
 }
 
 impl Signals {
-    /// Installs the handlers, then unblocks the upgrade signal (and SIGUSR2, held since start-up)
-    /// on this thread, so one that arrived while held is delivered now. When the upgrade signal
-    /// is another one, SIGUSR2 gets its ordinary meaning back (by default: terminate).
+    /// Installs the handlers (tokio's, chained after ours for the upgrade signal, so the
+    /// recorded bit stays the one truth), then takes an upgrade signal that arrived before: it is
+    /// acted on at the first poll. When the upgrade signal is another one, SIGUSR2 gets its
+    /// ordinary meaning back.
     ///
     /// # Errors
     /// Installing a handler failed (no signal driver in the runtime).
     pub(crate) fn install(upgrade: i32) -> io::Result<Self> {
+        catch(upgrade)?;
         let signals = Signals {
+            upgrade_signal: upgrade,
             upgrade: signal(SignalKind::from_raw(upgrade))?,
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
+            early: take(upgrade),
         };
-        let mut unblock = set_of(upgrade);
-        unblock.add(Signal::SIGUSR2);
-        pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&unblock), None)?;
+        release_usr2_unless(upgrade);
+        if signals.early {
+            log::info!("upgrade signal {upgrade} arrived before the server ran: upgrading now");
+        }
         Ok(signals)
     }
 
     /// Polls for the next signal.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if self.upgrade.poll_recv(cx).is_ready() {
+        if std::mem::take(&mut self.early) {
             return Poll::Ready(Event::Upgrade);
+        }
+        // tokio's stream wakes; the bit says whether the signal is still to be acted on (it was
+        // not, when the wake-up is for a signal already taken as an early one).
+        while let Poll::Ready(Some(())) = self.upgrade.poll_recv(cx) {
+            if take(self.upgrade_signal) {
+                return Poll::Ready(Event::Upgrade);
+            }
         }
         if self.term.poll_recv(cx).is_ready() {
             return Poll::Ready(Event::Terminate);
@@ -119,6 +270,60 @@ impl Signals {
             return Poll::Ready(Event::Force("SIGQUIT"));
         }
         Poll::Pending
+    }
+}
+
+// ---- keeper mode's signals (blocking): a self-pipe, so any thread may take them ----
+
+/// The pipe, never closed: a handler may run on any thread at any time.
+static PIPE: OnceLock<(OwnedFd, OwnedFd)> = OnceLock::new();
+
+/// Signals caught into the bit set, with a pipe that wakes [`Wake::wait`].
+pub(crate) struct Wake {
+    read: &'static OwnedFd,
+}
+
+impl Wake {
+    /// Catches `signals` (see [`catch`]) and makes [`record`] wake the pipe.
+    ///
+    /// # Errors
+    /// The pipe or a handler cannot be set up.
+    pub(crate) fn install(signals: &[i32]) -> io::Result<Wake> {
+        if PIPE.get().is_none() {
+            let pipe = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+            let _ = PIPE.set(pipe);
+        }
+        let (read, write) = PIPE
+            .get()
+            .ok_or_else(|| io::Error::other("wake-up pipe missing"))?;
+        WAKE_FD.store(write.as_raw_fd(), Ordering::SeqCst);
+        for &signal in signals {
+            catch(signal)?;
+        }
+        Ok(Wake { read })
+    }
+
+    /// Sleeps until a signal or [`wake`] wakes it, at most `timeout`.
+    pub(crate) fn wait(&self, timeout: Duration) {
+        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut fds, ms);
+        let mut buf = [0u8; 64];
+        while let Ok(n) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+
+    /// The caught signals received since the last call, in signal-number order.
+    pub(crate) fn take(&self) -> Vec<Signal> {
+        let caught = CAUGHT.load(Ordering::SeqCst);
+        let bits = PENDING.fetch_and(!caught, Ordering::SeqCst) & caught;
+        (1..64)
+            .filter(|n| bits & (1 << n) != 0)
+            .filter_map(|n| Signal::try_from(n).ok())
+            .collect()
     }
 }
 
@@ -134,5 +339,23 @@ mod tests {
         for bad in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT, 0, -1, 9999] {
             assert!(!is_valid_upgrade_signal(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_caught_signal_is_recorded_whatever_thread_takes_it() {
+        catch(libc::SIGUSR1).unwrap();
+        // A thread that blocks nothing, as one started before the crate's first use.
+        std::thread::spawn(|| {
+            // SAFETY: raise to this very process; SIGUSR1 has our handler.
+            unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+        })
+        .join()
+        .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !take(libc::SIGUSR1) {
+            assert!(std::time::Instant::now() < deadline, "SIGUSR1 not recorded");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!take(libc::SIGUSR1), "taken once");
     }
 }

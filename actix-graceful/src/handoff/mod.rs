@@ -6,10 +6,10 @@ mod env;
 mod ready;
 mod spawn;
 
-use std::{ffi::OsString, io, path::PathBuf, time::Duration};
+use std::{ffi::OsString, io, os::fd::RawFd, path::PathBuf, time::Duration};
 
 pub(crate) use ready::{
-    exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
+    exit_status, has_predecessor, kill_group, report_ready, take_report_fd, Cancel, Readiness,
 };
 pub(crate) use spawn::READY_FD_VAR;
 
@@ -29,13 +29,17 @@ pub(crate) struct Plan {
     pub(crate) env: Vec<(&'static str, Option<String>)>,
     /// `KEY=VALUE` file re-read at each upgrade, overriding the successor's environment.
     pub(crate) env_file: Option<PathBuf>,
+    /// Keeper mode: the read end of the generation's control pipe, handed over after the
+    /// readiness pipe.
+    pub(crate) control: Option<RawFd>,
 }
 
 /// Starts the successor with every registered listener and waits until it is ready, or until
 /// `cancel` asks to stop it.
 ///
 /// Returns the successor's pid. On any failure the successor has been killed (if it ran) and
-/// reaped, and this process's listeners are untouched.
+/// reaped, with every process left in its process group (a wrapper script's child that would
+/// hold the listeners), and this process's listeners are untouched.
 ///
 /// # Errors
 /// See [`UpgradeError`].
@@ -67,6 +71,7 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
         &listeners,
         &env_changes,
         signals::successor_mask(plan.upgrade_signal),
+        plan.control,
     )
     .map_err(UpgradeError::Spawn)?;
     let path = spawn.path();
@@ -102,12 +107,15 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
         path.display(),
         listeners.len()
     );
-    ready::wait_ready(
+    if let Err(err) = ready::wait_ready(
         child.pid,
         &child.ready,
         plan.readiness,
         plan.timeout,
         cancel,
-    )?;
+    ) {
+        kill_group(child.pid.as_raw());
+        return Err(err);
+    }
     Ok(child.pid.as_raw())
 }

@@ -219,18 +219,46 @@ fn try_reap(pid: Pid) -> Option<String> {
 }
 
 /// Reaps the child `pid` if it has ended and says how, and whether it exited with status 0;
-/// `None` while it runs (or is stopped).
+/// `None` while it runs (or is stopped). A child that is no longer ours to wait for (ECHILD:
+/// reaped by other code of the process, or auto-reaped with SIGCHLD ignored) is gone with its
+/// status unknown, which counts as a failure. After a failure, what is left of its process
+/// group is killed ([`kill_group`]).
 pub(crate) fn exit_status(pid: i32) -> Option<(String, bool)> {
-    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+    let ended = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
         Ok(status @ WaitStatus::Exited(..)) | Ok(status @ WaitStatus::Signaled(..)) => {
-            Some((describe(status), matches!(status, WaitStatus::Exited(_, 0))))
+            (describe(status), matches!(status, WaitStatus::Exited(_, 0)))
         }
-        _ => None,
+        Err(Errno::ECHILD) => (
+            "gone, reaped by other code of this process (status unknown)".to_owned(),
+            false,
+        ),
+        _ => return None,
+    };
+    if !ended.1 {
+        kill_group(pid);
+    }
+    Some(ended)
+}
+
+/// SIGKILLs every process left in the process group of the successor `pid` (it leads its own
+/// group, see `spawn`): a wrapper script's child, started without `exec`, holds the inherited
+/// listeners and would keep them open, orphaned. The number stays reserved while the group has
+/// a member, so after `pid` was reaped this reaches its leftovers or nothing. A descendant that
+/// left the group (`setsid`, `setpgid`) is out of reach; a service manager's cgroup catches it.
+pub(crate) fn kill_group(pid: i32) {
+    if pid <= 1 {
+        return;
+    }
+    match kill(Pid::from_raw(-pid), Signal::SIGKILL) {
+        Ok(()) => log::debug!("killed what was left of successor pid={pid}'s process group"),
+        Err(Errno::ESRCH) => {}
+        Err(err) => log::warn!("cannot kill successor pid={pid}'s process group: {err}"),
     }
 }
 
 /// SIGKILLs and reaps `pid`, which did not get ready within `timeout`.
 pub(crate) fn kill_and_reap(pid: Pid, timeout: Duration) -> UpgradeError {
+    kill_group(pid.as_raw());
     let _ = kill(pid, Signal::SIGKILL);
     let status = loop {
         match waitpid(pid, None) {

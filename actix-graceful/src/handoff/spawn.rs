@@ -2,8 +2,18 @@
 //! `LISTEN_PID` holding the successor's own pid.
 //!
 //! Everything the child needs is allocated before `fork`; between `fork` and `exec` the child
-//! only makes async-signal-safe system calls (`sigprocmask`, `fcntl`, `dup2`, `close_range`,
-//! `getpid`, `chdir`, `execve`, `write`, `_exit`) and writes into memory it already owns.
+//! only makes async-signal-safe system calls (`sigaction`, `sigprocmask`, `setpgid`, `fcntl`,
+//! `dup2`, `close_range`, `getpid`, `chdir`, `execve`, `write`, `_exit`) and writes into memory
+//! it already owns.
+//!
+//! Signals: the forking thread blocks every signal around `fork`, so the child runs no handler
+//! of this process before it has reset them all to their defaults; it then takes the
+//! successor's mask (the upgrade signal blocked across `exec`, see `signals`).
+//!
+//! Process group: the child makes itself the leader of a new process group (`setpgid(0, 0)`),
+//! so signals a terminal sends to its foreground group (SIGWINCH on a resize, SIGINT on Ctrl-C,
+//! SIGHUP) reach the process the user started and not its successors behind its back, and a
+//! failed successor can be killed with every descendant it started (`kill(-pid)`).
 
 use std::{
     ffi::{CString, OsString},
@@ -17,11 +27,14 @@ use std::{
 
 use nix::{
     fcntl::OFlag,
-    sys::{signal::SigSet, wait::waitpid},
+    sys::{
+        signal::{pthread_sigmask, SigSet, SigmaskHow},
+        wait::waitpid,
+    },
     unistd::{pipe2, Pid},
 };
 
-use crate::{inherit::LISTEN_FDS_START, process::GENERATION_VAR};
+use crate::{inherit::LISTEN_FDS_START, keeper::CONTROL_FD_VAR, process::GENERATION_VAR, signals};
 
 /// The variable that tells a successor which fd is its readiness pipe.
 pub(crate) const READY_FD_VAR: &str = "ACTIX_GRACEFUL_READY_FD";
@@ -48,8 +61,11 @@ pub(crate) struct Spawn {
     pid_digits: *mut u8,
     env_ptrs: Vec<*const libc::c_char>,
     cwd: CString,
-    /// Source fds: the listeners in order, then the readiness pipe's write end.
+    /// Source fds: the listeners in order, then the readiness pipe's write end, then the keeper's
+    /// control pipe, if any.
     sources: Vec<RawFd>,
+    /// The keeper's control pipe (read end), placed after the readiness pipe.
+    control: Option<RawFd>,
     /// Scratch space for the child's high duplicates.
     scratch: Vec<RawFd>,
     mask: SigSet,
@@ -75,7 +91,8 @@ pub(crate) struct ChildFailed {
 impl Spawn {
     /// Prepares the start of `exe` with `args` (argv[0] included) in `cwd`, the environment of
     /// this process less any `LISTEN_*` and readiness variable, with `env_changes` applied in
-    /// order (`Some`: set, `None`: remove), and the listeners `fds` named `names`.
+    /// order (`Some`: set, `None`: remove), the listeners `fds` named `names`, and in keeper mode
+    /// the generation's control pipe `control` (named by [`CONTROL_FD_VAR`]).
     ///
     /// # Errors
     /// A path, argument or name holds a NUL byte.
@@ -86,6 +103,7 @@ impl Spawn {
         listeners: &[(RawFd, String)],
         env_changes: &[(OsString, Option<OsString>)],
         upgrade_signal_mask: SigSet,
+        control: Option<RawFd>,
     ) -> io::Result<Self> {
         let n = listeners.len();
         let ready_fd = LISTEN_FDS_START + n as RawFd;
@@ -109,6 +127,7 @@ impl Spawn {
                             | "LISTEN_FDNAMES"
                             | READY_FD_VAR
                             | GENERATION_VAR
+                            | CONTROL_FD_VAR
                     )
                 ) && !env_changes.iter().any(|(name, _)| k == name)
             })
@@ -127,6 +146,12 @@ impl Spawn {
         env.push(cstring(format!("LISTEN_FDS={n}").as_bytes())?);
         env.push(cstring(format!("LISTEN_FDNAMES={names}").as_bytes())?);
         env.push(cstring(format!("{READY_FD_VAR}={ready_fd}").as_bytes())?);
+        if control.is_some() {
+            let control_fd = ready_fd + 1;
+            env.push(cstring(
+                format!("{CONTROL_FD_VAR}={control_fd}").as_bytes(),
+            )?);
+        }
         if !env_changes.iter().any(|(name, _)| *name == GENERATION_VAR) {
             let generation = crate::process::startup().generation + 1;
             env.push(cstring(
@@ -169,7 +194,8 @@ impl Spawn {
             env_ptrs,
             cwd: cstring(cwd.as_os_str().as_bytes())?,
             sources: listeners.iter().map(|(fd, _)| *fd).collect(),
-            scratch: vec![-1; n + 2],
+            control,
+            scratch: vec![-1; n + 3],
             mask: upgrade_signal_mask,
             fd_limit,
         })
@@ -189,16 +215,32 @@ impl Spawn {
         let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Err(e.into()))?;
         let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| Err(e.into()))?;
         self.sources.push(ready_w.as_raw_fd());
+        if let Some(control) = self.control {
+            self.sources.push(control);
+        }
 
+        // Every signal blocked around fork: the child must not run a handler of ours (it would
+        // write to our self-pipes) before it has reset them.
+        let mut before = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&signals::all()),
+            Some(&mut before),
+        )
+        .map_err(|e| Err(e.into()))?;
         // SAFETY: after fork the child runs `exec_child` only, which makes async-signal-safe
         // system calls on memory allocated before the fork (see its comment) and never returns.
         let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(Err(io::Error::last_os_error()));
-        }
         if pid == 0 {
             // SAFETY: we are the freshly forked child; see `exec_child`.
             unsafe { self.exec_child(err_w.as_raw_fd()) }
+        }
+        let fork_error = io::Error::last_os_error();
+        if let Err(err) = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None) {
+            log::warn!("cannot restore the signal mask after fork: {err}");
+        }
+        if pid < 0 {
+            return Err(Err(fork_error));
         }
         let pid = Pid::from_raw(pid);
         log::debug!("forked successor pid={pid}");
@@ -234,7 +276,7 @@ impl Spawn {
     /// Call only in the child of a `fork`. Makes only async-signal-safe calls (no allocation,
     /// no locks): it reads and writes the buffers of `self`, allocated before the fork.
     unsafe fn exec_child(&mut self, err_w: RawFd) -> ! {
-        let n = self.sources.len(); // listeners + the readiness pipe
+        let n = self.sources.len(); // listeners, the readiness pipe, the control pipe
         let base = LISTEN_FDS_START + n as RawFd;
         let fail = |step: ChildStep, err_w: RawFd| -> ! {
             let errno = nix::errno::Errno::last_raw();
@@ -245,10 +287,12 @@ impl Spawn {
             libc::_exit(127)
         };
 
+        // Every signal is blocked (see `run`): defaults first, then the successor's mask.
+        signals::reset_in_child();
+        // A process group of its own (see the module docs). Cannot fail for a fresh child that
+        // is no session leader; should it, the child merely stays in ours.
+        libc::setpgid(0, 0);
         libc::pthread_sigmask(libc::SIG_SETMASK, self.mask.as_ref(), std::ptr::null_mut());
-        // The Rust runtime ignores SIGPIPE; exec keeps an ignored signal ignored. Give the
-        // successor the default, as std::process::Command does.
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
 
         // Step 1: move every source, and the error pipe, above the target range 3..3+n, so no
         // dup2 below overwrites a source it has not copied yet.
