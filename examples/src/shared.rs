@@ -30,13 +30,18 @@ pub async fn health() -> HttpResponse {
         .body("ok\n")
 }
 
-/// Success, or the error on stderr prefixed with `name` and a failure status.
+/// Success, or the error on stderr prefixed with `name` (the library returns errors and does
+/// not log them: this is their one report) and a failure status: keeper mode's own
+/// ([`actix_graceful::KeeperExit`]), else 1.
 pub fn exit(name: &str, result: std::io::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("{name}: error: {err}");
-            ExitCode::FAILURE
+            match actix_graceful::KeeperExit::from_io(&err) {
+                Some(exit) => ExitCode::from(exit.code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`load`]: a bounded load generator and slow requests.
 //! - [`hello`]: starting `hello`, parsing its startup line, performing a live upgrade.
 //! - [`procfs`]: /proc readers (zombies, fds, listening sockets).
+//! - [`pty`]: a real pseudo-terminal as a process's controlling terminal.
 //!
 //! Everything is bounded in time; everything talks to loopback only.
 
@@ -20,6 +21,7 @@ pub mod hello;
 pub mod http;
 pub mod load;
 pub mod procfs;
+pub mod pty;
 pub mod reaper;
 
 pub use family::{PidSet, ServerFamily};

@@ -20,6 +20,11 @@
 //! pid), `--env-file PATH` (`KEY=VALUE` lines set over a successor's environment, re-read at
 //! every upgrade), `--ipv6-only on|off` (IPV6_V6ONLY of freshly bound IPv6 sockets). Logs with
 //! `RUST_LOG`.
+//!
+//! Test options, for what apps do around the server: `--early-thread` (start a thread before
+//! the crate's first use, as a log appender or an exporter would), `--delay-run-ms N` (wait N ms
+//! between binding and `run`), `--child-wait-ms N` (on a thread started before `run`, spawn a
+//! child that exits 7, wait for it N ms later and print `hello pid=<pid> child: <status>`).
 
 use std::{process::ExitCode, time::Duration};
 
@@ -46,6 +51,9 @@ struct Options {
     keeper: bool,
     env_file: Option<String>,
     ipv6_only: Option<bool>,
+    early_thread: bool,
+    delay_run: Option<Duration>,
+    child_wait: Option<Duration>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -64,6 +72,9 @@ fn parse_args() -> Result<Options, String> {
         keeper: false,
         env_file: None,
         ipv6_only: None,
+        early_thread: false,
+        delay_run: None,
+        child_wait: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -103,8 +114,11 @@ fn parse_args() -> Result<Options, String> {
             "--keeper" => opts.keeper = true,
             "--env-file" => opts.env_file = Some(value()?),
             "--ipv6-only" => opts.ipv6_only = Some(value()? == "on"),
+            "--early-thread" => opts.early_thread = true,
+            "--delay-run-ms" => opts.delay_run = Some(millis(value()?)?),
+            "--child-wait-ms" => opts.child_wait = Some(millis(value()?)?),
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off] [--early-thread] [--delay-run-ms N] [--child-wait-ms N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -155,7 +169,31 @@ async fn admin_upgrade(handle: web::Data<UpgradeHandle>) -> HttpResponse {
     }
 }
 
+/// `--child-wait-ms`: a child of the app's own, waited for by the app.
+fn child_wait(after: Duration) {
+    let spawned = std::process::Command::new("/bin/sh")
+        .args(["-c", "exit 7"])
+        .spawn();
+    std::thread::spawn(move || {
+        let status = spawned.and_then(|mut child| {
+            std::thread::sleep(after);
+            child.wait()
+        });
+        let status = match status {
+            Ok(status) => status.to_string(),
+            Err(err) => format!("error: {err}"),
+        };
+        println!("hello pid={} child: {status}", std::process::id());
+    });
+}
+
 async fn serve(opts: Options) -> std::io::Result<()> {
+    if opts.early_thread {
+        // Before the crate's first use: its signal mask is the one the process started with.
+        std::thread::spawn(|| loop {
+            std::thread::park();
+        });
+    }
     let mut graceful = Graceful::new();
     if let Some(t) = opts.upgrade_timeout {
         graceful = graceful.upgrade_timeout(t);
@@ -212,6 +250,12 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 
     shared::print_serving()?;
 
+    if let Some(after) = opts.child_wait {
+        child_wait(after);
+    }
+    if let Some(delay) = opts.delay_run {
+        actix_web::rt::time::sleep(delay).await;
+    }
     graceful.run(server).await
 }
 

@@ -1,0 +1,111 @@
+//! A real pseudo-terminal (`openpty`) that a started process takes as its controlling terminal,
+//! as a shell's foreground job has one: the kernel then sends it (its foreground process group)
+//! SIGWINCH on every resize, SIGINT for `^C`, SIGHUP on hang-up.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
+
+/// A pseudo-terminal pair; the test keeps the master side.
+pub struct Pty {
+    master: OwnedFd,
+    slave: OwnedFd,
+}
+
+impl Pty {
+    /// Opens a pty of `cols` x `rows`.
+    pub fn open(cols: u16, rows: u16) -> io::Result<Pty> {
+        let (mut master, mut slave) = (-1, -1);
+        let size = winsize(cols, rows);
+        // SAFETY: openpty writes two fds through valid pointers; name and termios may be null.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &size,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openpty just returned these two fds, owned by nobody else.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        for fd in [&master, &slave] {
+            // SAFETY: fcntl on an fd we own.
+            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(Pty { master, slave })
+    }
+
+    /// Makes `cmd`'s process a session leader whose controlling terminal is this pty, with the
+    /// pty as its stdin (stdout and stderr stay as the command sets them, so the harness can
+    /// capture them): the foreground job of a terminal.
+    pub fn attach(&self, cmd: &mut Command) {
+        let slave = self.slave.as_raw_fd();
+        // SAFETY: the closure makes only async-signal-safe calls (setsid, dup2, ioctl).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 || libc::dup2(slave, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                if libc::ioctl(0, libc::TIOCSCTTY as _, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+
+    /// Resizes the terminal, as a terminal emulator does when its window changes: the kernel
+    /// sends SIGWINCH to the foreground process group when the size differs.
+    pub fn resize(&self, cols: u16, rows: u16) -> io::Result<()> {
+        let size = winsize(cols, rows);
+        // SAFETY: TIOCSWINSZ reads a winsize through a valid pointer.
+        if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ as _, &size) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Types `bytes` at the terminal (`b"\x03"` is ^C: SIGINT to the foreground group).
+    pub fn type_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        // SAFETY: writes from a live buffer to an fd we own.
+        let n = unsafe { libc::write(self.master.as_raw_fd(), bytes.as_ptr().cast(), bytes.len()) };
+        if n != bytes.len() as isize {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The terminal's foreground process group.
+    pub fn foreground(&self) -> io::Result<i32> {
+        // SAFETY: tcgetpgrp on an fd we own.
+        let pgrp = unsafe { libc::tcgetpgrp(self.master.as_raw_fd()) };
+        if pgrp < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(pgrp)
+    }
+}
+
+fn winsize(cols: u16, rows: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+/// The process group of `pid`, if it exists.
+pub fn pgid(pid: i32) -> Option<i32> {
+    nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+        .ok()
+        .map(|p| p.as_raw())
+}
