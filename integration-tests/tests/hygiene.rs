@@ -203,7 +203,7 @@ fn early_upgrade_signal_with_a_thread_started_before_bind() {
     let old = h.pid();
     // The startup line comes before the delay: this SIGUSR2 arrives before `run`.
     let u = upgrade(&h.family, &h.target, old, &UpgradeOpts::default()).unwrap_or_else(|e| {
-        let exit = integration_tests::reaper::exit_status_since(old, h.family.started);
+        let exit = h.family.wait_gone(old, Duration::from_secs(1));
         panic!("{e}; first process: {exit:?}\n{}", h.family.output_tail(30))
     });
     println!(
