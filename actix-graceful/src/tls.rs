@@ -16,12 +16,10 @@ use crate::{
 /// The TCP listeners of `binding`; `what` names the binder in errors.
 fn tcp_listeners(binding: Binding, what: &str) -> io::Result<Vec<TcpListener>> {
     if binding.is_unix() {
-        let err = io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{what} needs a TCP address: actix-web serves it on TCP listeners only"),
-        );
-        log::error!("graceful_bind: {err}");
-        return Err(err);
+        ));
     }
     binding
         .bind()?
@@ -57,15 +55,13 @@ pub(crate) fn bind_openssl<S: HttpServerExt>(
 ) -> io::Result<S> {
     let count = binding.address_count();
     if count > 1 {
-        let err = io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
                 "openssl: the address resolved to {count} addresses; an SslAcceptorBuilder \
                  serves one listener: bind each address with its own builder"
             ),
-        );
-        log::error!("graceful_bind: {err}");
-        return Err(err);
+        ));
     }
     let mut listeners = tcp_listeners(binding, "openssl")?;
     match listeners.pop() {
