@@ -424,8 +424,9 @@ fn status(state: &str) -> String {
 ///
 /// Never takes back after `cap` (checked first, so a task that wakes late does not), nor for an
 /// exit with status 0: that successor drained on purpose (it was stopped, or handed over in
-/// turn), and taking back would put two generations in charge.
-async fn drain_connections(successor: Option<i32>, cap: Duration) -> Option<(i32, String)> {
+/// turn), and taking back would put two generations in charge; this process then drains on
+/// as before, its connections are still its clients'.
+async fn drain_connections(mut successor: Option<i32>, cap: Duration) -> Option<(i32, String)> {
     let started = Instant::now();
     let end = started + cap;
     let clients = ClientConnections::new(registry::handoff_set().into_iter().map(|(fd, _)| fd));
@@ -448,7 +449,7 @@ async fn drain_connections(successor: Option<i32>, cap: Duration) -> Option<(i32
             match handoff::exit_status(pid) {
                 Some((status, true)) => {
                     log::info!("successor pid={pid} drained and exited ({status})");
-                    return None;
+                    successor = None;
                 }
                 Some((status, false)) => return Some((pid, status)),
                 None => {}
