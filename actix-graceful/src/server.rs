@@ -96,7 +96,8 @@ impl Graceful {
     /// The crate's first use (this, `graceful_bind*`, or any other entry point) installs a
     /// process-wide handler for SIGUSR2, so an upgrade signal that comes before
     /// [`run`](Self::run), on any thread (also one started before), is recorded instead of
-    /// killing the process; `run` then upgrades as soon as it serves.
+    /// killing the process; `run` then upgrades as soon as it serves. (A keeper refuses it with a
+    /// log line while it starts its first generation, which runs the newest binary anyway.)
     pub fn new() -> Self {
         process::init();
         let (tx, commands) = mpsc::unbounded();

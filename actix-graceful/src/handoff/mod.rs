@@ -9,7 +9,7 @@ mod spawn;
 use std::{ffi::OsString, io, os::fd::RawFd, path::PathBuf, time::Duration};
 
 pub(crate) use ready::{
-    exit_status, has_predecessor, kill_group, report_ready, take_report_fd, Cancel, Readiness,
+    exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
 };
 pub(crate) use spawn::READY_FD_VAR;
 
@@ -107,15 +107,13 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
         path.display(),
         listeners.len()
     );
-    if let Err(err) = ready::wait_ready(
+    // On a failure, the successor's process group is killed before it is reaped.
+    ready::wait_ready(
         child.pid,
         &child.ready,
         plan.readiness,
         plan.timeout,
         cancel,
-    ) {
-        kill_group(child.pid.as_raw());
-        return Err(err);
-    }
+    )?;
     Ok(child.pid.as_raw())
 }

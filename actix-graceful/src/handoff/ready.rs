@@ -209,13 +209,55 @@ fn check_alive(pid: Pid) -> Result<(), UpgradeError> {
 }
 
 /// Reaps `pid` if it has exited, describing how.
+/// Before the successor's readiness every exit is a failure: what is left of its process group
+/// is killed ([`kill_group`]) before the zombie is reaped.
 fn try_reap(pid: Pid) -> Option<String> {
-    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::StillAlive) => None,
-        Ok(status) => Some(describe(status)),
+    match peek(pid) {
+        Ok(None) => None,
+        Ok(Some(status)) => {
+            kill_group(pid.as_raw());
+            reap(pid);
+            Some(describe(status))
+        }
         Err(Errno::ECHILD) => Some("already reaped".into()),
         Err(_) => None,
     }
+}
+
+/// How the child `pid` ended, if it did, without reaping it: until it is reaped, the zombie
+/// keeps its pid, and so its process group's id, from being reused, so [`kill_group`] cannot
+/// reach another process's group.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn peek(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
+    use nix::sys::wait::{waitid, Id};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    loop {
+        match waitid(Id::Pid(pid), flags) {
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(status) => return Ok(Some(status)),
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Where `waitid` is missing: reaps at once (the group's id is then reserved only while a member
+/// lives; pids are reused only after the whole range went round).
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn peek(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(status) => return Ok(Some(status)),
+            Err(Errno::EINTR) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Reaps the child `pid`, which has ended ([`peek`]).
+fn reap(pid: Pid) {
+    while let Err(Errno::EINTR) = waitpid(pid, None) {}
 }
 
 /// Reaps the child `pid` if it has ended and says how, and whether it exited with status 0;
@@ -224,28 +266,31 @@ fn try_reap(pid: Pid) -> Option<String> {
 /// status unknown, which counts as a failure. After a failure, what is left of its process
 /// group is killed ([`kill_group`]).
 pub(crate) fn exit_status(pid: i32) -> Option<(String, bool)> {
-    let ended = match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-        Ok(status @ WaitStatus::Exited(..)) | Ok(status @ WaitStatus::Signaled(..)) => {
-            (describe(status), matches!(status, WaitStatus::Exited(_, 0)))
+    let child = Pid::from_raw(pid);
+    match peek(child) {
+        Ok(Some(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)))) => {
+            let success = matches!(status, WaitStatus::Exited(_, 0));
+            if !success {
+                kill_group(pid);
+            }
+            reap(child);
+            Some((describe(status), success))
         }
-        Err(Errno::ECHILD) => (
+        // Reaped at an unknown time: its group's id may be another's by now, leave it alone.
+        Err(Errno::ECHILD) => Some((
             "gone, reaped by other code of this process (status unknown)".to_owned(),
             false,
-        ),
-        _ => return None,
-    };
-    if !ended.1 {
-        kill_group(pid);
+        )),
+        _ => None,
     }
-    Some(ended)
 }
 
-/// SIGKILLs every process left in the process group of the successor `pid` (it leads its own
-/// group, see `spawn`): a wrapper script's child, started without `exec`, holds the inherited
-/// listeners and would keep them open, orphaned. The number stays reserved while the group has
-/// a member, so after `pid` was reaped this reaches its leftovers or nothing. A descendant that
-/// left the group (`setsid`, `setpgid`) is out of reach; a service manager's cgroup catches it.
-pub(crate) fn kill_group(pid: i32) {
+/// SIGKILLs every process in the process group of the successor `pid` (it leads its own group,
+/// see `spawn`): a wrapper script's child, started without `exec`, holds the inherited
+/// listeners and would keep them open, orphaned. Call it before `pid` is reaped (alive or a
+/// zombie, it keeps the group's id from being reused). A descendant that left the group
+/// (`setsid`, `setpgid`) is out of reach; a service manager's cgroup catches it.
+fn kill_group(pid: i32) {
     if pid <= 1 {
         return;
     }
