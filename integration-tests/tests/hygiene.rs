@@ -103,6 +103,37 @@ fn keeper_survives_terminal_resizes() {
     );
 }
 
+/// Item 1: the terminal of `hello --keeper` hangs up (its master side is closed, as when the
+/// window or the ssh session goes): the keeper gets SIGHUP and stops everything gracefully,
+/// exit status 0. Before: SIGHUP's default action killed the keeper (and, in the same group,
+/// the generation with it).
+#[test]
+fn keeper_stops_gracefully_on_terminal_hangup() {
+    let _g = heavy_lock();
+    let pty = Pty::open(120, 40).expect("openpty");
+    let mut cmd = Command::new(hello_bin());
+    cmd.args(["--keeper", "--listen", "127.0.0.1:0", "--workers", "1"]);
+    pty.attach(&mut cmd);
+    let h = Hello::start_cmd("hello-hup", cmd);
+    let keeper = h.pid();
+    let generation = first_generation(&h);
+    drop(pty);
+    let keeper_gone = h.family.wait_gone(keeper, Duration::from_secs(20));
+    let generation_gone = h.family.wait_gone(generation, Duration::from_secs(5));
+    println!("hang-up: keeper {keeper_gone:?}, generation {generation_gone:?}");
+    assert_eq!(keeper_gone, Some(Gone::Reaped(Exit::Code(0))));
+    assert!(generation_gone.is_some(), "generation left behind");
+    assert_eq!(
+        h.family.stderr.count_containing(
+            0,
+            &format!("generation pid={generation} stopped (exit status 0)")
+        ),
+        1,
+        "{}",
+        h.family.output_tail(20)
+    );
+}
+
 /// Item 1, plain mode: a successor leads a process group of its own, so a terminal's signals to
 /// the group the user started (a resize, ^C) go to the process the user started, and a failed
 /// successor can be killed with all it started.

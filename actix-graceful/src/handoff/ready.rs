@@ -400,6 +400,20 @@ mod tests {
     }
 
     #[test]
+    fn a_child_reaped_elsewhere_is_gone_not_running() {
+        #[allow(clippy::zombie_processes)] // reaped right below, as other code of an app would
+        let child = Command::new("/bin/sh")
+            .args(["-c", "exit 0"])
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        while let Err(Errno::EINTR) = waitpid(pid, None) {}
+        let (status, success) = exit_status(pid.as_raw()).expect("gone, not running");
+        assert!(!success);
+        assert!(status.contains("status unknown"), "{status}");
+    }
+
+    #[test]
     fn ready_byte_is_ready() {
         let (pid, r, w) = spawn_sh("sleep 1");
         nix::unistd::write(&w, &[READY]).unwrap();
