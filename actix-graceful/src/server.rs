@@ -548,7 +548,8 @@ impl UpgradeHandle {
     /// successor's pid; this process then drains) or failed (this process keeps serving).
     ///
     /// # Errors
-    /// Why there is no successor: see [`UpgradeError`].
+    /// Why there is no successor: see [`UpgradeError`]. The error is returned, not logged (the
+    /// server's log says only that the upgrade failed or was refused): report it once, here.
     pub async fn upgrade(&self) -> Result<u32, UpgradeError> {
         let (reply, result) = oneshot::channel();
         self.tx
@@ -739,9 +740,13 @@ impl Controller {
             None
         };
         if let Some(err) = refuse {
-            log::warn!("upgrade refused: {err}");
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(err));
+            match reply.filter(|r| !r.is_canceled()) {
+                // The caller gets the error and reports it: not logged twice.
+                Some(reply) => {
+                    log::info!("upgrade refused (the error goes to the UpgradeHandle caller)");
+                    let _ = reply.send(Err(err));
+                }
+                None => log::warn!("upgrade refused: {err}"),
             }
             return;
         }
@@ -799,7 +804,15 @@ impl Controller {
                 Ok(pid as u32)
             }
             Err(err) => {
-                log::error!("upgrade failed after {ms:.1} ms: {err}; still serving");
+                if upgrade.waiter.as_ref().is_some_and(|w| !w.is_canceled()) {
+                    // The caller gets the error and reports it: not logged twice.
+                    log::info!(
+                        "upgrade failed after {ms:.1} ms; still serving (the error goes to the \
+                         UpgradeHandle caller)"
+                    );
+                } else {
+                    log::error!("upgrade failed after {ms:.1} ms: {err}; still serving");
+                }
                 if let Some(pid_file) = &self.config.pid_file {
                     // The successor may have written its pid before it was killed.
                     if let Err(e) = pid_file.write() {

@@ -351,3 +351,32 @@ fn an_error_from_run_is_reported_once() {
     assert_eq!(reports.len(), 1, "{err}");
     assert!(reports[0].starts_with("hello: error: "), "{err}");
 }
+
+/// Item 7: an upgrade error returned to an `UpgradeHandle` caller (`hello --admin`'s
+/// `POST /admin/upgrade`, which answers it in the body) is not also logged by the library: its
+/// log says only that the upgrade failed.
+#[test]
+fn an_upgrade_error_returned_to_a_handle_is_not_also_logged() {
+    let _g = heavy_lock();
+    let (_dir, exe) = private_copy("handle-error");
+    let h = Hello::start(
+        &exe,
+        &["--admin", "--listen", "127.0.0.1:0", "--workers", "1"],
+    );
+    replace_file(&exe, b"#!/bin/sh\nexit 3\n");
+    let mark = h.family.stderr.len();
+    let r =
+        integration_tests::http::post_once(&h.target, "/admin/upgrade", Duration::from_secs(20))
+            .unwrap_or_else(|f| panic!("POST: {f}\n{}", h.family.output_tail(20)));
+    let body = r.text();
+    sleep_ms(200);
+    let logged: Vec<String> = h.family.stderr.find(mark, |l| l.contains("upgrade failed"));
+    println!("{} {body:?}; logged: {logged:#?}", r.status);
+    assert_eq!(r.status, 409);
+    assert!(body.contains("exit status 3"), "{body:?}");
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(
+        !logged[0].contains("exit status 3"),
+        "logged twice: {logged:?}"
+    );
+}
