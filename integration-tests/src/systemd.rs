@@ -26,8 +26,11 @@
 use crate::reaper::{self, Exit};
 use crate::{run_output, TempDir};
 use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The manager binary.
@@ -41,6 +44,83 @@ pub struct Manager {
     started: Instant,
     dir: TempDir,
     cgroups: Vec<PathBuf>,
+    journal: Journal,
+}
+
+/// The manager's log: a datagram socket standing in for journald's
+/// (`/run/systemd/journal/socket` inside the namespace), read by a thread that keeps the
+/// `MESSAGE=` of every entry.
+struct Journal {
+    lines: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Journal {
+    fn bind(path: &Path) -> std::io::Result<Journal> {
+        let sock = UnixDatagram::bind(path)?;
+        sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (l, st) = (lines.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("itest-journal".into())
+            .spawn(move || {
+                let mut buf = vec![0u8; 256 * 1024];
+                while !st.load(Ordering::Relaxed) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        if let Some(m) = journal_message(&buf[..n]) {
+                            l.lock().unwrap_or_else(|e| e.into_inner()).push(m);
+                        }
+                    }
+                }
+            })?;
+        Ok(Journal {
+            lines,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn text(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The `MESSAGE=` field of one entry in journald's native protocol: `KEY=value\n` fields, or
+/// `KEY\n` + 64-bit little-endian length + value + `\n` for values that hold newlines.
+pub fn journal_message(mut d: &[u8]) -> Option<String> {
+    while !d.is_empty() {
+        let nl = d.iter().position(|&b| b == b'\n').unwrap_or(d.len());
+        let field = &d[..nl];
+        if let Some(eq) = field.iter().position(|&b| b == b'=') {
+            if &field[..eq] == b"MESSAGE" {
+                return Some(String::from_utf8_lossy(&field[eq + 1..]).into_owned());
+            }
+            d = d.get(nl + 1..).unwrap_or(&[]);
+        } else {
+            let rest = d.get(nl + 1..)?;
+            let len = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?) as usize;
+            let value = rest.get(8..8 + len)?;
+            if field == b"MESSAGE" {
+                return Some(String::from_utf8_lossy(value).into_owned());
+            }
+            d = rest.get(8 + len + 1..).unwrap_or(&[]);
+        }
+    }
+    None
 }
 
 /// The output of one `systemctl` call.
@@ -114,7 +194,12 @@ impl Manager {
         if unsafe { libc::geteuid() } != 0 {
             return Err("not root (a private mount namespace and cgroups need root)".into());
         }
-        for tool in [SYSTEMD, "/usr/bin/unshare", "/usr/bin/nsenter", "/bin/systemctl"] {
+        for tool in [
+            SYSTEMD,
+            "/usr/bin/unshare",
+            "/usr/bin/nsenter",
+            "/bin/systemctl",
+        ] {
             if !Path::new(tool).exists() && !Path::new(&tool.replace("/bin/", "/usr/bin/")).exists()
             {
                 return Err(format!("{tool} is missing (install the `systemd` package)"));
@@ -126,7 +211,14 @@ impl Manager {
         }
         reaper::ensure();
         let dir = TempDir::new(&format!("systemd-{tag}"));
-        for sub in ["run", "home", "config/systemd/user", "bin", "logs"] {
+        for sub in [
+            "run",
+            "home",
+            "config/systemd/user",
+            "bin",
+            "logs",
+            "journal",
+        ] {
             std::fs::create_dir_all(dir.join(sub)).map_err(|e| format!("{sub}: {e}"))?;
         }
         std::fs::write(
@@ -151,11 +243,14 @@ impl Manager {
                 .map_err(|e| format!("cannot create cgroup {}: {e}", cg.display()))?;
             cgroups.push(cg);
         }
+        let journal = Journal::bind(&dir.join("journal/socket"))
+            .map_err(|e| format!("bind the journal socket: {e}"))?;
         let mut m = Manager {
             pid: 0,
             started: Instant::now(),
             dir,
             cgroups,
+            journal,
         };
         let procs: Vec<String> = m
             .cgroups
@@ -166,14 +261,17 @@ impl Manager {
             "set -e\n\
              mkdir -p /run/systemd\n\
              mount -t tmpfs -o mode=0755 itest-systemd /run/systemd\n\
-             mkdir -p /run/systemd/system\n\
+             mkdir -p /run/systemd/system /run/systemd/journal\n\
+             mount --bind {journal} /run/systemd/journal\n\
              mount --bind {bin} /usr/local/bin\n\
              for p in {procs}; do echo $$ > \"$p\"; done\n\
-             exec {SYSTEMD} --user --unit={IDLE_TARGET} --log-target=console --log-level=info\n",
+             exec {SYSTEMD} --user --unit={IDLE_TARGET} --log-target=journal --log-level=info\n",
+            journal = crate::shell_quote(&m.dir.join("journal")),
             bin = crate::shell_quote(&m.dir.join("bin")),
             procs = procs.join(" "),
         );
-        let log = std::fs::File::create(m.dir.join("logs/manager.log")).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(m.dir.join("logs/manager.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new("unshare")
             .args(["-m", "--propagation", "private", "/bin/sh", "-c", &script])
@@ -247,9 +345,10 @@ impl Manager {
         self.dir.join(&format!("logs/{name}"))
     }
 
-    /// The manager's own output so far.
+    /// The manager's log so far (its journal messages, then its stdout/stderr).
     pub fn manager_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("logs/manager.log")).unwrap_or_default()
+        let out = std::fs::read_to_string(self.dir.join("logs/manager.log")).unwrap_or_default();
+        format!("{}\n{out}", self.journal.text())
     }
 
     /// The manager's log lines about `unit` (the tail of `n` of them).
@@ -263,10 +362,19 @@ impl Manager {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// Install `text` as unit `name`.
+    /// Install `text` as unit `name`. The start unit gets an ordering dependency on it (which
+    /// starts nothing): a unit that something refers to is not garbage-collected once inactive,
+    /// so `systemctl show` still reports how it ended (`Result=`, `ExecMainStatus=`).
     pub fn install_unit(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.join("config/systemd/user").join(name), text)
-            .unwrap_or_else(|e| panic!("install {name}: {e}"));
+        let units = self.dir.join("config/systemd/user");
+        std::fs::write(units.join(name), text).unwrap_or_else(|e| panic!("install {name}: {e}"));
+        let d = units.join(format!("{IDLE_TARGET}.d"));
+        std::fs::create_dir_all(&d).expect("drop-in dir");
+        std::fs::write(
+            d.join(format!("{name}.conf")),
+            format!("[Unit]\nBefore={name}\n"),
+        )
+        .unwrap_or_else(|e| panic!("reference {name}: {e}"));
     }
 
     /// Install `text` as drop-in `itest.conf` for unit `name`.
@@ -276,15 +384,23 @@ impl Manager {
             .join("config/systemd/user")
             .join(format!("{name}.d"));
         std::fs::create_dir_all(&d).expect("drop-in dir");
-        std::fs::write(d.join("itest.conf"), text).unwrap_or_else(|e| panic!("drop-in {name}: {e}"));
+        std::fs::write(d.join("itest.conf"), text)
+            .unwrap_or_else(|e| panic!("drop-in {name}: {e}"));
     }
 
     fn try_systemctl(&self, args: &[&str]) -> std::io::Result<Ctl> {
         let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.pid.to_string(), "-m", "systemctl", "--user", "--no-pager"])
-            .args(args)
-            .env("XDG_RUNTIME_DIR", self.dir.join("run"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        cmd.args([
+            "-t",
+            &self.pid.to_string(),
+            "-m",
+            "systemctl",
+            "--user",
+            "--no-pager",
+        ])
+        .args(args)
+        .env("XDG_RUNTIME_DIR", self.dir.join("run"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS");
         let t0 = Instant::now();
         let (exit, stdout, stderr) = run_output(cmd, Duration::from_secs(90))?;
         Ok(Ctl {
@@ -410,7 +526,10 @@ impl Manager {
 impl Drop for Manager {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- systemd manager log (tail) ---\n{}", self.manager_log_tail(60));
+            eprintln!(
+                "--- systemd manager log (tail) ---\n{}",
+                self.manager_log_tail(60)
+            );
         }
         self.teardown();
     }
