@@ -165,6 +165,13 @@ fn systemd_hierarchies() -> Vec<PathBuf> {
     out
 }
 
+/// Is `name` an executable file in a directory of `PATH`?
+fn on_path(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+}
+
 /// Every directory under `root` (inclusive), deepest first.
 fn cgroup_tree(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -194,15 +201,14 @@ impl Manager {
         if unsafe { libc::geteuid() } != 0 {
             return Err("not root (a private mount namespace and cgroups need root)".into());
         }
-        for tool in [
-            SYSTEMD,
-            "/usr/bin/unshare",
-            "/usr/bin/nsenter",
-            "/bin/systemctl",
-        ] {
-            if !Path::new(tool).exists() && !Path::new(&tool.replace("/bin/", "/usr/bin/")).exists()
-            {
-                return Err(format!("{tool} is missing (install the `systemd` package)"));
+        if !Path::new(SYSTEMD).exists() {
+            return Err(format!(
+                "{SYSTEMD} is missing (install the `systemd` package)"
+            ));
+        }
+        for tool in ["unshare", "nsenter", "systemctl"] {
+            if !on_path(tool) {
+                return Err(format!("`{tool}` is not on PATH (util-linux, systemd)"));
             }
         }
         let hierarchies = systemd_hierarchies();
