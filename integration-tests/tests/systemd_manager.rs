@@ -361,8 +361,9 @@ fn handoff_take_back_then_reload_then_crash() {
     };
     svc.start();
     let old = svc.main_pid();
-    // A request in flight on the old process keeps its drain going.
-    let slow = spawn_slow(&svc.target, 2000, 1, None);
+    // A request in flight on the old process keeps its drain going (the drain ends when the
+    // old process holds no connection, or after the 5 s drain timeout).
+    let slow = spawn_slow(&svc.target, 4000, 1, None);
     sleep_ms(200);
     let c = svc.ctl("reload");
     assert!(c.ok(), "reload: {}\n{}", c.stderr, svc.context());
@@ -429,7 +430,7 @@ fn handoff_take_back_with_notify_access_main() {
     };
     svc.start();
     let old = svc.main_pid();
-    let slow = spawn_slow(&svc.target, 2000, 1, None);
+    let slow = spawn_slow(&svc.target, 4000, 1, None);
     sleep_ms(200);
     assert!(svc.ctl("reload").ok(), "{}", svc.context());
     let successor = svc.main_pid();
