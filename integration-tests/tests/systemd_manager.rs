@@ -715,6 +715,41 @@ fn handoff_without_exec_stop_is_sigkilled_after_an_upgrade() {
     println!("{}", svc.m.unit_log(&svc.unit, 12));
 }
 
+/// The measurement behind the units' waiting ExecReload=: keeper mode with a plain
+/// `ExecReload=/bin/kill -USR2 $MAINPID` (drop-in). Counts the reloads that returned before the
+/// new generation served, and the exit code of a reload whose successor exits 1. Printed, not
+/// asserted (systemd's behaviour, 252 here).
+#[test]
+fn keeper_with_kill_only_exec_reload() {
+    let _g = heavy_lock();
+    let extra = "ExecReload=\nExecReload=/bin/kill -USR2 $MAINPID";
+    let Some(svc) = Svc::shape("kill-reload", Shape::Keeper, extra) else {
+        return;
+    };
+    svc.start();
+    let mut early = 0;
+    let n = 5;
+    for _ in 0..n {
+        let before = svc.serving_pid().expect("serving");
+        assert!(svc.ctl("reload").ok());
+        if svc.serving_pid() == Some(before) {
+            early += 1;
+        }
+        svc.wait_serving_other(before, T).expect("upgraded");
+        sleep_ms(1200);
+    }
+    svc.deploy_script("#!/bin/sh\nexit 1\n");
+    let c = svc.ctl("reload");
+    let status = svc
+        .m
+        .wait_prop(&svc.unit, "StatusText", T, |s| s.contains("upgrade failed"));
+    println!(
+        "ExecReload=/bin/kill only: {early} of {n} reloads returned before the new generation \
+         served; a successor that exits 1: systemctl reload {}; StatusText={status:?}",
+        c.exit
+    );
+}
+
 /// Socket activation with named sockets: the service starts on the first connection, takes the
 /// sockets by name, upgrades under load without a failure and stops cleanly after the upgrades.
 #[test]
