@@ -637,7 +637,7 @@ fn stop_after_upgrades(svc: &Svc, upgrades: usize, earlier: usize) {
         c.took.as_secs_f64() * 1e3,
         slow[0]
             .as_ref()
-            .map(|r| r.status)
+            .map(|r| (r.status, r.pid))
             .map_err(|f| f.to_string()),
         svc.sigkills()
     );
