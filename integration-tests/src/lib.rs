@@ -11,6 +11,7 @@
 //! - [`hello`]: starting `hello`, parsing its startup line, performing a live upgrade.
 //! - [`procfs`]: /proc readers (zombies, fds, listening sockets).
 //! - [`pty`]: a real pseudo-terminal as a process's controlling terminal.
+//! - [`systemd`]: a real, private systemd user manager for the example units.
 //!
 //! Everything is bounded in time; everything talks to loopback only.
 
@@ -23,6 +24,7 @@ pub mod load;
 pub mod procfs;
 pub mod pty;
 pub mod reaper;
+pub mod systemd;
 
 pub use family::{PidSet, ServerFamily};
 pub use http::{Client, FailKind, Failure, Response, Target};
