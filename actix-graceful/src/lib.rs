@@ -85,7 +85,7 @@
 //! `graceful_bind` is a plain `bind` and [`run`] just runs the server.
 
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addr;
 mod bind;
@@ -109,6 +109,7 @@ mod process;
 mod registry;
 #[cfg(unix)]
 mod server;
+mod settings;
 #[cfg(unix)]
 mod signals;
 #[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
@@ -124,6 +125,7 @@ pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 pub use registry::ListenerInfo;
 #[cfg(unix)]
 pub use server::{run, Graceful, UpgradeHandle};
+pub use settings::Settings;
 
 /// The listeners this process serves through `graceful_bind*`, in bind order, with their real
 /// addresses and whether each was inherited.
@@ -144,3 +146,9 @@ pub use server::{run, Graceful, UpgradeHandle};
 pub fn listeners() -> Vec<ListenerInfo> {
     registry::snapshot()
 }
+
+/// The README's Rust code blocks, compiled by `cargo test --doc` so that its copy of the usage
+/// cannot drift from the API (every block not marked `sh`, `yaml`, ... is Rust to rustdoc).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
