@@ -17,7 +17,7 @@ use std::{ffi::OsString, fmt, io, path::PathBuf, time::Duration};
 /// | field | builder method | environment variable |
 /// |---|---|---|
 /// | `upgrade_timeout` | [`upgrade_timeout`](crate::Graceful::upgrade_timeout) | `ACTIX_GRACEFUL_UPGRADE_TIMEOUT` |
-/// | `drain_timeout` | [`lame_duck`](crate::Graceful::lame_duck) | `ACTIX_GRACEFUL_DRAIN_TIMEOUT` |
+/// | `drain_timeout` | [`drain_timeout`](crate::Graceful::drain_timeout) | `ACTIX_GRACEFUL_DRAIN_TIMEOUT` |
 /// | `shutdown_timeout` | [`shutdown_timeout`](crate::Graceful::shutdown_timeout) | `ACTIX_GRACEFUL_SHUTDOWN_TIMEOUT` |
 /// | `pre_stop_delay` | [`pre_stop_delay`](crate::Graceful::pre_stop_delay) | `ACTIX_GRACEFUL_PRE_STOP_DELAY` |
 /// | `pid_file` | [`pid_file`](crate::Graceful::pid_file) | `ACTIX_GRACEFUL_PID_FILE` |
@@ -142,7 +142,7 @@ impl crate::Graceful {
             self = self.upgrade_timeout(t);
         }
         if let Some(t) = settings.drain_timeout {
-            self = self.lame_duck(t);
+            self = self.drain_timeout(t);
         }
         if let Some(t) = settings.shutdown_timeout {
             self = self.shutdown_timeout(t);
