@@ -54,6 +54,10 @@
 //!   while [`readiness`] (mount it as the readiness probe) answers 503.
 //! - Configuration changes: [`Graceful::successor_env_file`] is re-read at every upgrade and
 //!   set over the successor's environment.
+//! - Operators' knobs: [`Graceful::with_env`] applies `ACTIX_GRACEFUL_UPGRADE_TIMEOUT`,
+//!   `_DRAIN_TIMEOUT`, `_SHUTDOWN_TIMEOUT`, `_PRE_STOP_DELAY`, `_PID_FILE` and `_KEEPER_MODE`
+//!   over the builder's values, and [`Graceful::with_settings`] the same [`Settings`] from the
+//!   application's own configuration (`serde` feature).
 //!
 //! # Long-lived connections
 //!
@@ -77,6 +81,7 @@
 //!   picks the crypto provider, e.g. rustls' `ring`).
 //! - `openssl`: `GracefulBind::graceful_bind_openssl` (actix-web's `openssl`; system OpenSSL).
 //! - `http2`: `h2` by ALPN on the TLS binders, and `GracefulBind::graceful_bind_auto_h2c`.
+//! - `serde`: `Deserialize` for [`Settings`] (durations as text: `"30s"`, `"500ms"`).
 //!
 //! Each process builds its TLS configuration itself: only the listening socket crosses an
 //! upgrade, so upgrading is also how a renewed certificate goes live.
