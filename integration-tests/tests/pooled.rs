@@ -7,9 +7,8 @@
 //! Each thread waits a random 200–3000 ms between requests (below actix's 5 s keep-alive, as a
 //! well-behaved pool is). Knob: `POOLED_UPGRADES` (default 10).
 
-use integration_tests::hello::{upgrade, Hello, UpgradeOpts};
+use integration_tests::hello::{upgrade, wait_exit_0, Hello, UpgradeOpts};
 use integration_tests::http::{Client, Target};
-use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{env_usize, heavy_lock, hello_bin, procfs, sleep_ms};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -182,20 +181,8 @@ fn pooled_clients_with_think_times_lose_nothing_across_upgrades() {
     // exits while its own predecessor still drains is reaped by that predecessor, which logs
     // the status.
     for (old, _) in &olds {
-        match h.family.wait_gone(*old, Duration::from_secs(10)) {
-            Some(Gone::Reaped(Exit::Code(0))) => {}
-            Some(Gone::ReapedElsewhere) => assert!(
-                !h.family
-                    .stderr
-                    .find(0, |l| l.contains(&format!(
-                        "successor pid={old} drained and exited (exit status 0)"
-                    )))
-                    .is_empty(),
-                "old process {old} reaped by its predecessor without exit status 0\n{}",
-                h.family.output_tail(40)
-            ),
-            other => panic!("old process {old}: {other:?}"),
-        }
+        wait_exit_0(&h.family, *old, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("old process: {e}\n{}", h.family.output_tail(40)));
     }
     let lifetimes: Vec<f64> = exits
         .lock()

@@ -7,9 +7,8 @@
 //! dir) and starts nginx itself. Without nginx the test is skipped with a message, except
 //! under CI (`CI=true`), where it fails. Knob: `PROXY_UPGRADES` (default 10).
 
-use integration_tests::hello::{upgrade, Hello, UpgradeOpts};
+use integration_tests::hello::{upgrade, wait_exit_0, Hello, UpgradeOpts};
 use integration_tests::http::{Client, Target};
-use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
     env_usize, free_port, heavy_lock, hello_bin, poll_until, sleep_ms, ServerFamily, TempDir,
 };
@@ -173,11 +172,8 @@ fn nginx_upstream_pool_get_and_post_lose_nothing_across_upgrades() {
         t.join().expect("client thread");
     }
     for old in &olds {
-        assert_eq!(
-            h.family.wait_gone(*old, Duration::from_secs(10)),
-            Some(Gone::Reaped(Exit::Code(0))),
-            "old process {old}"
-        );
+        wait_exit_0(&h.family, *old, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("old process: {e}\n{}", h.family.output_tail(40)));
     }
     let log = std::fs::read_to_string(dir.join("error.log")).unwrap_or_default();
     let upstream_errors: Vec<&str> = log.lines().filter(|l| l.contains("upstream")).collect();
