@@ -44,10 +44,14 @@
 //!
 //! # Deployment
 //!
-//! - systemd: `READY=1`, `RELOADING=1`, `MAINPID=<successor>` relayed by the old process,
-//!   `STATUS=` with the generation, so `Type=notify-reload` + `ReloadSignal=SIGUSR2` makes
-//!   `systemctl reload` a live upgrade; [`Graceful::fd_store`] keeps the sockets in systemd's
-//!   fd store across crashes and restarts.
+//! - systemd: `READY=1`, `RELOADING=1`, `MAINPID=`, and `STATUS=` with the generation.
+//!   Recommended: keeper mode ([`Graceful::keeper`]), so the main pid never changes and
+//!   `systemctl stop` waits for the drain. A plain handoff moves `MAINPID=` to a process that
+//!   is not systemd's child, which systemd neither waits for on stop nor hears without
+//!   `NotifyAccess=all`: its unit needs `NotifyAccess=all` and an `ExecStop=` that waits. The
+//!   units in the repository's `examples/systemd/` are the ones the tests run under a real
+//!   systemd, with what each systemd version needs. [`Graceful::fd_store`] keeps the sockets
+//!   in systemd's fd store across crashes and restarts.
 //! - Supervisors: [`Graceful::pid_file`] (atomic, follows the serving process), or
 //!   [`Graceful::keeper`] when the supervised pid must not change.
 //! - Kubernetes and load balancers: [`Graceful::pre_stop_delay`] keeps serving after SIGTERM
@@ -64,7 +68,8 @@
 //! Streams, server-sent events and WebSockets are not moved by `Connection: close`. Await
 //! [`draining()`] (or take a [`Draining`] extractor) in the handler and end the stream when it
 //! resolves: the client reconnects (SSE: with `Last-Event-ID`) and lands on the successor.
-//! Connections still open when [`Graceful::shutdown_timeout`] ends are closed by force.
+//! Such a connection holds the old process until [`Graceful::drain_timeout`]; connections
+//! still open when [`Graceful::shutdown_timeout`] ends after that are closed by force.
 //!
 //! HTTP/2: actix-http's HTTP/2 dispatcher (actix-http 3.x, `h2/dispatcher.rs`) never sends
 //! GOAWAY on a graceful stop, and exposes no hook to make it. An open HTTP/2 connection stays
