@@ -88,7 +88,9 @@ impl Binding {
         }
     }
 
-    /// Listens on a Unix-domain socket at `path`.
+    /// Listens on a Unix-domain socket at `path`. `@name` is a name in Linux's abstract
+    /// namespace (no file, as in `NOTIFY_SOCKET`, and as [`ListenAddr`] shows it); write
+    /// `./@name` for a file of that name.
     pub fn uds(path: impl AsRef<Path>) -> Self {
         Binding {
             target: Target::Unix(path.as_ref().to_owned()),
@@ -221,7 +223,7 @@ mod unix {
     use super::{Binding, Listener, Target};
     use crate::{
         addr::ListenAddr,
-        inherit::{self, Wanted, UNKNOWN_NAME},
+        inherit::{self, Taken, Wanted, UNKNOWN_NAME},
         registry, Error,
     };
 
@@ -233,7 +235,7 @@ mod unix {
             }
             .into());
         }
-        let bound = match &binding.target {
+        let wanted: Vec<ListenAddr> = match &binding.target {
             Target::Tcp(Err(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
             Target::Tcp(Ok(addrs)) if addrs.is_empty() => {
                 return Err(io::Error::new(
@@ -241,24 +243,36 @@ mod unix {
                     "the address resolved to nothing",
                 ))
             }
-            Target::Tcp(Ok(addrs)) => addrs
-                .iter()
-                .map(|&addr| {
-                    take_or(name, ListenAddr::Tcp(addr), || {
-                        fresh_tcp(addr, binding.backlog, binding.only_v6)
-                    })
-                })
-                .collect::<io::Result<Vec<_>>>()?,
-            Target::Unix(path) => vec![take_or(name, ListenAddr::Unix(path.clone()), || {
-                fresh_unix(path, binding.backlog)
-            })?],
+            Target::Tcp(Ok(addrs)) => addrs.iter().copied().map(ListenAddr::Tcp).collect(),
+            Target::Unix(path) => vec![ListenAddr::Unix(path.clone())],
         };
+        let mut bound = Vec::with_capacity(wanted.len());
+        for want in wanted {
+            let result = take_or(name, want, |want| match want {
+                ListenAddr::Tcp(addr) => fresh_tcp(*addr, binding.backlog, binding.only_v6),
+                ListenAddr::Unix(path) => fresh_unix(path, binding.backlog),
+            });
+            match result {
+                Ok(b) => bound.push(b),
+                Err(err) => {
+                    give_back(bound);
+                    return Err(err);
+                }
+            }
+        }
         // Register only once every address is bound, so a failed call leaves no listener
         // behind that actix never serves but a successor would inherit.
-        let dups = bound
+        let dups = match bound
             .iter()
             .map(|b| b.fd.try_clone())
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<io::Result<Vec<_>>>()
+        {
+            Ok(dups) => dups,
+            Err(err) => {
+                give_back(bound);
+                return Err(err);
+            }
+        };
         Ok(bound
             .into_iter()
             .zip(dups)
@@ -266,7 +280,11 @@ mod unix {
                 log::info!(
                     "listening on {} ({}, fd {}{})",
                     b.addr,
-                    if b.inherited { "inherited" } else { "bound" },
+                    match b.origin {
+                        Origin::Inherited => "inherited",
+                        Origin::Reclaimed { .. } => "taken back from a dropped server",
+                        Origin::Fresh => "bound",
+                    },
                     b.fd.as_raw_fd(),
                     b.name
                         .as_deref()
@@ -274,7 +292,12 @@ mod unix {
                         .unwrap_or_default()
                 );
                 let tcp = matches!(b.addr, ListenAddr::Tcp(_));
-                registry::register(b.name, b.addr, b.inherited, dup);
+                let inherited = match b.origin {
+                    Origin::Inherited => true,
+                    Origin::Reclaimed { inherited } => inherited,
+                    Origin::Fresh => false,
+                };
+                registry::register(b.name, b.addr, inherited, b.fd.as_raw_fd(), dup);
                 if tcp {
                     Listener::Tcp(TcpListener::from(b.fd))
                 } else {
@@ -284,42 +307,89 @@ mod unix {
             .collect())
     }
 
+    /// Where a listener came from.
+    #[derive(Debug, Clone, Copy)]
+    enum Origin {
+        /// Handed over to this process (systemd, or a predecessor).
+        Inherited,
+        /// Ours already: the listener of a dropped server, taken back.
+        Reclaimed { inherited: bool },
+        /// Bound by this call.
+        Fresh,
+    }
+
     /// A listener taken over or freshly bound, not yet registered.
     struct Bound {
         fd: OwnedFd,
         addr: ListenAddr,
         name: Option<String>,
-        inherited: bool,
+        origin: Origin,
+        /// The name it was inherited under (for a put-back).
+        inherited_name: String,
     }
 
-    /// Takes the inherited socket for `wanted`, else binds one with `fresh`.
+    /// A bind call failed after it took some sockets: the inherited ones go back to the
+    /// inherited set and the reclaimed ones to the registry, unclaimed and open, so a later
+    /// call (the app's fallback) and later generations still get them. Fresh ones are closed.
+    fn give_back(bound: Vec<Bound>) {
+        for b in bound {
+            match b.origin {
+                Origin::Inherited => inherit::put_back(Taken {
+                    fd: b.fd,
+                    name: b.inherited_name,
+                    addr: b.addr,
+                }),
+                Origin::Reclaimed { inherited } => registry::restore(registry::Reclaimed {
+                    fd: b.fd,
+                    info: registry::ListenerInfo::new(b.name, b.addr, inherited),
+                }),
+                Origin::Fresh => drop(b.fd),
+            }
+        }
+    }
+
+    /// Takes the inherited socket for `wanted`, else the one of a dropped server, else binds
+    /// one with `fresh`.
     fn take_or(
         name: Option<&str>,
         wanted: ListenAddr,
-        fresh: impl FnOnce() -> io::Result<Socket>,
+        fresh: impl FnOnce(&ListenAddr) -> io::Result<Socket>,
     ) -> io::Result<Bound> {
         let taken = inherit::take(&Wanted {
             name,
             addr: &wanted,
         })?;
-        Ok(match taken {
-            Some(taken) => Bound {
+        if let Some(taken) = taken {
+            return Ok(Bound {
                 name: name
                     .map(str::to_owned)
-                    .or((taken.name != UNKNOWN_NAME).then_some(taken.name)),
+                    .or((taken.name != UNKNOWN_NAME).then(|| taken.name.clone())),
                 fd: taken.fd,
                 addr: taken.addr,
-                inherited: true,
-            },
-            None => {
-                let socket = fresh().map_err(|e| Error::bind(&wanted, &e))?;
-                Bound {
-                    addr: local_addr(&socket).unwrap_or(wanted),
-                    fd: OwnedFd::from(socket),
-                    name: name.map(str::to_owned),
-                    inherited: false,
-                }
-            }
+                origin: Origin::Inherited,
+                inherited_name: taken.name,
+            });
+        }
+        if let Some(back) = registry::reclaim(name, &wanted) {
+            return Ok(Bound {
+                name: name
+                    .map(str::to_owned)
+                    .or(back.info.name().map(str::to_owned)),
+                addr: back.info.addr().clone(),
+                origin: Origin::Reclaimed {
+                    inherited: back.info.is_inherited(),
+                },
+                fd: back.fd,
+                inherited_name: String::new(),
+            });
+        }
+        let socket = fresh(&wanted).map_err(|e| Error::bind(&wanted, &e))?;
+        Ok(Bound {
+            addr: local_addr(&socket).unwrap_or(wanted),
+            fd: OwnedFd::from(socket),
+            name: name.map(str::to_owned),
+            origin: Origin::Fresh,
+            inherited_name: String::new(),
         })
     }
 
@@ -328,7 +398,17 @@ mod unix {
         if let Some(sa) = addr.as_socket() {
             return Some(ListenAddr::Tcp(sa));
         }
-        addr.as_pathname().map(|p| ListenAddr::Unix(p.to_owned()))
+        if let Some(p) = addr.as_pathname() {
+            return Some(ListenAddr::Unix(p.to_owned()));
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(name) = addr.as_abstract_namespace() {
+            use std::os::unix::ffi::OsStrExt as _;
+            let mut p = std::ffi::OsString::from("@");
+            p.push(std::ffi::OsStr::from_bytes(name));
+            return Some(ListenAddr::Unix(p.into()));
+        }
+        None
     }
 
     /// As actix's own `bind`: SO_REUSEADDR, then listen with `backlog`. Close-on-exec.
@@ -349,6 +429,9 @@ mod unix {
     /// (a crashed previous run); a live one is an `AddrInUse` error, never stolen.
     fn fresh_unix(path: &Path, backlog: u32) -> io::Result<Socket> {
         use std::os::unix::fs::FileTypeExt as _;
+        if let Some(name) = abstract_name(path) {
+            return fresh_abstract(name?, backlog);
+        }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
@@ -375,6 +458,36 @@ mod unix {
         }
         let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
         socket.bind(&SockAddr::unix(path)?)?;
+        socket.listen(backlog_i32(backlog))?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    }
+
+    /// `@name`: the abstract namespace, as in `NOTIFY_SOCKET` and [`ListenAddr`]. `None` for a
+    /// path; an error where there is no abstract namespace (not Linux). A file whose name
+    /// starts with `@` is still reachable as `./@name`.
+    fn abstract_name(path: &Path) -> Option<io::Result<&[u8]>> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let name = path.as_os_str().as_bytes().strip_prefix(b"@")?;
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            Some(Ok(name))
+        } else {
+            Some(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "`@name` is a Linux abstract socket name; for a file named so, write ./@name",
+            )))
+        }
+    }
+
+    /// Binds the abstract name `name` (no file; it disappears with the last descriptor).
+    fn fresh_abstract(name: &[u8], backlog: u32) -> io::Result<Socket> {
+        use std::os::unix::ffi::OsStrExt as _;
+        // socket2 reads a path that starts with NUL as an abstract name.
+        let mut raw = vec![0u8];
+        raw.extend_from_slice(name);
+        let addr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+        let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+        socket.bind(&addr)?;
         socket.listen(backlog_i32(backlog))?;
         socket.set_nonblocking(true)?;
         Ok(socket)

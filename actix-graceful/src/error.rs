@@ -62,6 +62,16 @@ pub enum Error {
         /// Its type, e.g. `"a datagram (UDP) socket"`.
         found: &'static str,
     },
+    /// The inherited descriptor claimed as a UDP socket ([`take_udp`](crate::take_udp)) is
+    /// something else.
+    NotAUdpSocket {
+        /// The descriptor number.
+        fd: i32,
+        /// Its name from `LISTEN_FDNAMES`.
+        name: String,
+        /// What it is instead, e.g. `"a stream socket"`.
+        found: &'static str,
+    },
     /// An inherited stream socket is not listening (e.g. a connected TCP stream).
     NotListening {
         /// The descriptor number.
@@ -141,6 +151,10 @@ impl fmt::Display for Error {
             Error::NotAStreamSocket { fd, found } => {
                 write!(f, "inherited fd {fd} is not a stream socket but {found}")
             }
+            Error::NotAUdpSocket { fd, name, found } => write!(
+                f,
+                "inherited fd {fd} (name {name:?}) is not a UDP socket but {found}"
+            ),
             Error::NotListening { fd } => write!(
                 f,
                 "inherited fd {fd} is a stream socket that is not listening (a connected stream?)"

@@ -119,6 +119,8 @@ pub use bind::{Binding, GracefulBind, Listener};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
 pub use health::{readiness, state, State};
+#[cfg(unix)]
+pub use inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
 pub use registry::ListenerInfo;
