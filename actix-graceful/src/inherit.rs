@@ -774,6 +774,70 @@ mod proptests {
     }
 }
 
+/// Running one unit test of this binary in a child process with a prepared environment and fds
+/// at 3.., as a service manager starts a service: for tests of what reads the process
+/// environment once (the inherited set).
+#[cfg(all(test, target_os = "linux"))]
+pub(crate) mod child {
+    use std::{io, os::fd::RawFd, os::unix::process::CommandExt as _, process::Command};
+
+    /// Runs test `test` (its full path) of this binary with `env` set (every `LISTEN_*` removed
+    /// first), `fds` placed at 3.. (nothing else open from there on) and, with `own_pid`,
+    /// `LISTEN_PID` set by `/bin/sh` to the child's own pid between the two texts.
+    pub(crate) fn run(
+        test: &str,
+        env: &[(&str, &str)],
+        own_pid: Option<(&str, &str)>,
+        fds: &[RawFd],
+    ) -> std::process::Output {
+        assert!(fds.len() <= 16);
+        let exe = std::env::current_exe().expect("current_exe");
+        let pid_line = match own_pid {
+            Some((before, after)) => {
+                format!("LISTEN_PID='{before}'$$'{after}'; export LISTEN_PID; ")
+            }
+            None => String::new(),
+        };
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("{pid_line}exec \"$0\" \"$@\""))
+            .arg(exe)
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDNAMES")
+            .env_remove("LISTEN_FDS")
+            .envs(env.iter().copied());
+        let raw = fds.to_vec();
+        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, close_range) between fork
+        // and exec, on memory allocated before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut high = [0 as RawFd; 16];
+                for (i, &fd) in raw.iter().enumerate() {
+                    high[i] = libc::fcntl(fd, libc::F_DUPFD, 100);
+                    if high[i] < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                for (i, &h) in high.iter().take(raw.len()).enumerate() {
+                    if libc::dup2(h, 3 + i as RawFd) < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+                // Nothing else open from 3+n on (a huge count must meet closed fds).
+                let first = 3 + raw.len() as libc::c_uint;
+                if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
+                    for fd in first..1024 {
+                        libc::close(fd as libc::c_int);
+                    }
+                }
+                Ok(())
+            });
+        }
+        cmd.output().expect("run the child")
+    }
+}
+
 /// The parser against libsystemd itself: `sd_listen_fds_with_names(0, &names)` from
 /// `libsystemd.so.0` (loaded with `dlopen`) and [`load`] on the same environment and fds, each
 /// case in a child process (this test binary re-executed, since both read the process
@@ -783,11 +847,7 @@ mod proptests {
 #[cfg(all(test, target_os = "linux"))]
 mod libsystemd {
     use super::*;
-    use std::{
-        ffi::{c_char, c_int, CStr},
-        os::unix::process::CommandExt as _,
-        process::Command,
-    };
+    use std::ffi::{c_char, c_int, CStr};
 
     const CHILD_VAR: &str = "AG_LIBSYSTEMD_CHILD";
     const SO: &[u8] = b"libsystemd.so.0\0";
@@ -885,36 +945,20 @@ mod libsystemd {
     }
 
     fn run(case: &Case, sockets: &[std::net::UdpSocket]) -> (Answer, Answer) {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut cmd = Command::new("/bin/sh");
-        let pid_line = match case.pid {
-            Pid::Own(before, after) => {
-                format!("LISTEN_PID='{before}'$$'{after}'; export LISTEN_PID; ")
-            }
-            _ => String::new(),
-        };
-        cmd.arg("-c")
-            .arg(format!("{pid_line}exec \"$0\" \"$@\""))
-            .arg(exe)
-            .args([
-                "inherit::libsystemd::child",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_VAR, "1")
-            .env_remove("LISTEN_PID")
-            .env_remove("LISTEN_FDNAMES")
-            .env_remove("LISTEN_FDS");
+        let mut env = vec![(CHILD_VAR, "1")];
         if case.fds != "<unset>" {
-            cmd.env("LISTEN_FDS", case.fds);
+            env.push(("LISTEN_FDS", case.fds));
         }
         if let Pid::Literal(v) = case.pid {
-            cmd.env("LISTEN_PID", v);
+            env.push(("LISTEN_PID", v));
         }
         if let Some(n) = case.names {
-            cmd.env("LISTEN_FDNAMES", n);
+            env.push(("LISTEN_FDNAMES", n));
         }
+        let own = match case.pid {
+            Pid::Own(before, after) => Some((before, after)),
+            _ => None,
+        };
         let raw: Vec<RawFd> = sockets[..case.open]
             .iter()
             .map(|s| {
@@ -922,33 +966,7 @@ mod libsystemd {
                 s.as_raw_fd()
             })
             .collect();
-        // SAFETY: only async-signal-safe calls (fcntl, dup2, close, close_range) between fork
-        // and exec, on memory allocated before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                let mut high = [0 as RawFd; 16];
-                for (i, &fd) in raw.iter().enumerate() {
-                    high[i] = libc::fcntl(fd, libc::F_DUPFD, 100);
-                    if high[i] < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                for (i, &h) in high.iter().take(raw.len()).enumerate() {
-                    if libc::dup2(h, 3 + i as RawFd) < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                }
-                // Nothing else open from 3+n on (a huge count must meet closed fds).
-                let first = 3 + raw.len() as libc::c_uint;
-                if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
-                    for fd in first..1024 {
-                        libc::close(fd as c_int);
-                    }
-                }
-                Ok(())
-            });
-        }
-        let out = cmd.output().expect("run the child");
+        let out = super::child::run("inherit::libsystemd::child", &env, own, &raw);
         let text = String::from_utf8_lossy(&out.stdout);
         let pick = |tag: &str| {
             text.lines()
