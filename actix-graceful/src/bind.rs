@@ -89,7 +89,7 @@ impl Binding {
     }
 
     /// Listens on a Unix-domain socket at `path`. `@name` is a name in Linux's abstract
-    /// namespace (no file, as in `NOTIFY_SOCKET`, and as [`ListenAddr`] shows it); write
+    /// namespace (no file, as in `NOTIFY_SOCKET`, and as [`ListenAddr`](crate::ListenAddr) shows it); write
     /// `./@name` for a file of that name.
     pub fn uds(path: impl AsRef<Path>) -> Self {
         Binding {

@@ -48,6 +48,13 @@ pub enum Error {
         /// The descriptor number.
         fd: i32,
     },
+    /// `LISTEN_FDS` names a descriptor that did not come through `exec`: it is close-on-exec, so
+    /// this process opened it (the count is larger than what was passed) or another library
+    /// took it over already.
+    FdNotInherited {
+        /// The descriptor number.
+        fd: i32,
+    },
     /// An inherited descriptor is not a socket.
     NotASocket {
         /// The descriptor number.
@@ -145,6 +152,11 @@ impl fmt::Display for Error {
                 "LISTEN_FDNAMES holds the invalid name {name:?} (printable ASCII, at most 255 bytes)"
             ),
             Error::FdNotOpen { fd } => write!(f, "LISTEN_FDS names fd {fd}, which is not open"),
+            Error::FdNotInherited { fd } => write!(
+                f,
+                "LISTEN_FDS names fd {fd}, which this process did not inherit (it is \
+                 close-on-exec: opened here, or already taken over by another library)"
+            ),
             Error::NotASocket { fd, found } => {
                 write!(f, "inherited fd {fd} is not a socket but {found}")
             }

@@ -37,6 +37,15 @@ pub(crate) fn is_open(fd: RawFd) -> bool {
     fcntl(fd, FcntlArg::F_GETFD) != Err(Errno::EBADF)
 }
 
+/// Whether `fd` is marked close-on-exec. A descriptor inherited across `exec` never is (the
+/// `exec` would have closed it); one this process opened since almost always is (Rust's std,
+/// mio and tokio open everything with `O_CLOEXEC`), and so is one another library already took
+/// over (libsystemd's `sd_listen_fds` sets it).
+pub(crate) fn is_cloexec(fd: RawFd) -> bool {
+    fcntl(fd, FcntlArg::F_GETFD)
+        .is_ok_and(|f| FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC))
+}
+
 /// Checks that `fd` is a listening stream socket and returns its local address.
 ///
 /// # Errors

@@ -257,11 +257,17 @@ fn load() -> Result<Vec<Slot>, Error> {
         std::process::id(),
     )?;
     // An announced fd that is not open is a broken launcher, not a mixed unit: refuse the set.
-    if let Some(fd) = (LISTEN_FDS_START..)
-        .take(names.len())
-        .find(|&fd| !fd::is_open(fd))
-    {
-        return Err(Error::FdNotOpen { fd });
+    // So is one that is close-on-exec: it did not come through `exec` (a count larger than
+    // what was passed, where the number now belongs to something this process opened, like
+    // the runtime's epoll), or another library took it over already. Either way it is not ours
+    // to claim or to close.
+    for fd in (LISTEN_FDS_START..).take(names.len()) {
+        if !fd::is_open(fd) {
+            return Err(Error::FdNotOpen { fd });
+        }
+        if fd::is_cloexec(fd) {
+            return Err(Error::FdNotInherited { fd });
+        }
     }
     Ok(names
         .into_iter()

@@ -10,6 +10,9 @@
 //!   predecessor), validating each before owning it, and binds fresh ones only when nothing
 //!   matching was handed over. TCP and Unix sockets; [`Binding::bind`] yields plain listeners
 //!   for actix's TLS `listen_*` methods.
+//! - Other inherited fds (UDP sockets, FIFOs, memfds from the fd store) are the app's to claim
+//!   by name with [`take_udp`] / [`take_fd`]; [`register_fd`] hands a socket the app made to
+//!   successors too. Nothing unclaimed is closed unless the app calls [`close_unclaimed`].
 //! - [`run`] (or [`Graceful::run`] for configuration) runs the server. On `SIGUSR2` it starts
 //!   the binary at the path the process was started from with the same arguments, hands it the
 //!   listeners by the same standard protocol, waits until it reports that it serves, and only
