@@ -710,6 +710,103 @@ mod tests {
     }
 }
 
+/// `take_fd`, `take_udp`, `close_unclaimed` and the registry on a real inherited set (a child
+/// process with fds 3..5: a FIFO named `state`, a UDP socket `dns`, a TCP listener `web`).
+#[cfg(all(test, target_os = "linux"))]
+mod claims {
+    use super::*;
+    use std::os::fd::AsRawFd as _;
+
+    const VAR: &str = "AG_CLAIMS_CHILD";
+
+    #[test]
+    fn child() {
+        if std::env::var_os(VAR).is_none() {
+            return;
+        }
+        let names = || {
+            registry::handoff_set()
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect::<Vec<_>>()
+        };
+        println!();
+        match take_udp("state") {
+            Err(err) => println!("AGC udp-on-fifo {err}"),
+            Ok(got) => println!("AGC udp-on-fifo took {got:?}"),
+        }
+        let state = take_fd("state").unwrap().expect("state");
+        println!(
+            "AGC state fd {} cloexec={}",
+            state.as_raw_fd(),
+            fd::is_cloexec(3)
+        );
+        println!("AGC state again {:?}", take_fd("state").unwrap());
+        let dns = take_udp("dns").unwrap().expect("dns");
+        println!("AGC dns {}", dns.local_addr().unwrap());
+        println!("AGC handoff {:?}", names());
+        drop(state);
+        println!("AGC after drop {:?}", names());
+        println!(
+            "AGC closed {} open3={} open5={}",
+            close_unclaimed(),
+            fd::is_open(3),
+            fd::is_open(5)
+        );
+        drop(dns);
+    }
+
+    #[test]
+    fn claims_by_name_of_any_kind_and_handoff_follows_what_stays_open() {
+        if std::env::var_os(VAR).is_some() {
+            return;
+        }
+        let (fifo, _w) = nix::unistd::pipe().unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let out = super::child::run(
+            "inherit::claims::child",
+            &[
+                (VAR, "1"),
+                ("LISTEN_FDS", "3"),
+                ("LISTEN_FDNAMES", "state:dns:web"),
+            ],
+            Some(("", "")),
+            &[fifo.as_raw_fd(), udp.as_raw_fd(), web.as_raw_fd()],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = |tag: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(tag))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "no {tag:?} in\n{text}\n{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    )
+                })
+                .to_owned()
+        };
+        assert_eq!(
+            line("AGC udp-on-fifo "),
+            "inherited fd 3 (name \"state\") is not a UDP socket but a pipe"
+        );
+        assert_eq!(line("AGC state fd "), "3 cloexec=true");
+        assert_eq!(line("AGC state again "), "None");
+        assert_eq!(line("AGC dns "), udp.local_addr().unwrap().to_string());
+        assert_eq!(line("AGC handoff "), r#"["state", "dns"]"#);
+        assert_eq!(
+            line("AGC after drop "),
+            r#"["dns"]"#,
+            "a closed fd is not handed over"
+        );
+        assert_eq!(
+            line("AGC closed "),
+            "1 open3=false open5=false",
+            "only web was unclaimed"
+        );
+    }
+}
+
 /// Property tests of the `LISTEN_*` parser on arbitrary and on well-formed input. Bounded case
 /// counts: they run in `cargo test`.
 #[cfg(test)]

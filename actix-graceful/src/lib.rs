@@ -131,7 +131,8 @@ pub use registry::ListenerInfo;
 pub use server::{run, Graceful, UpgradeHandle};
 
 /// The listeners this process serves through `graceful_bind*`, in bind order, with their real
-/// addresses and whether each was inherited.
+/// addresses and whether each was inherited. A dropped server's listeners are not among them
+/// (nor handed to a successor).
 ///
 /// # Examples
 ///
