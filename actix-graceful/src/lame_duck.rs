@@ -52,14 +52,17 @@ pub fn is_draining() -> bool {
 
 /// A future that resolves once this process starts its drain: a successor serves (after an
 /// upgrade) or SIGTERM asked it to stop. At that moment the listeners are already paused and
-/// the lame-duck period begins.
+/// the drain begins: the process exits once no client connection is left, or at
+/// [`Graceful::drain_timeout`](crate::Graceful::drain_timeout), so a stream that never ends holds
+/// the old process until then.
 ///
 /// For connections that no `Connection: close` header can move to the successor: a streaming
 /// response, server-sent events, a WebSocket. Select on it in the stream and end the stream
 /// cleanly (for SSE: after the last complete event, so the client reconnects with its
 /// `Last-Event-ID` to the successor; for a WebSocket: a Close frame with code 1012, "service
-/// restart"). Connections still open at the end of
-/// [`Graceful::shutdown_timeout`](crate::Graceful::shutdown_timeout) are closed by force.
+/// restart"). Connections still open at the end of the drain timeout get actix's graceful stop,
+/// and are closed by force when [`Graceful::shutdown_timeout`](crate::Graceful::shutdown_timeout)
+/// ends too.
 ///
 /// Resolves at once when the drain has already begun. Cheap to create, `Send`, usable on any
 /// worker; also an extractor: take a `Draining` argument in a handler.
@@ -131,9 +134,13 @@ impl FromRequest for Draining {
     }
 }
 
-/// Turns `Connection: close` off again (the successor died during the handoff).
+/// Ends the drain (the successor died during it and this process serves on): `Connection:
+/// close` off, and [`draining`] futures made from now on wait for the next drain. Both live
+/// here, set and reset together, so [`is_draining`], [`state`](crate::state) and [`draining`]
+/// never disagree.
 pub(crate) fn end() {
     DRAINING.store(false, Ordering::SeqCst);
+    drain_channel().send_replace(false);
 }
 
 /// Whether any worker built an app wrapped in [`LameDuck`].
@@ -153,9 +160,10 @@ pub(crate) fn installed() -> bool {
 /// returned by a middleware wrapped inside it is rendered later by actix without it, so call
 /// `.wrap(LameDuck)` after the app's other `.wrap`s (the last one is the outermost). This covers HTTP/1.x; HTTP/2
 /// connections get no GOAWAY from it (actix does not drain them).
-/// HTTP/1.1 has no server-initiated goodbye: a pooled connection that stays idle through the
-/// whole lame-duck period can still race the final close. Clients that retry idempotent
-/// requests on a reused connection (most do) never notice.
+/// HTTP/1.1 has no server-initiated goodbye, so an idle connection is never closed by the drain:
+/// it moves over with its next request, or actix closes it when its keep-alive time runs out,
+/// exactly as it would without an upgrade (see
+/// [`Graceful::drain_timeout`](crate::Graceful::drain_timeout)).
 ///
 /// # Examples
 ///
@@ -230,7 +238,7 @@ mod tests {
     use super::*;
 
     #[actix_rt::test]
-    async fn draining_resolves_on_begin_for_waiting_and_late_futures() {
+    async fn draining_resolves_on_begin_and_waits_again_after_end() {
         let early = draining();
         let waiter = actix_rt::spawn(early);
         actix_rt::time::sleep(Duration::from_millis(20)).await;
@@ -244,5 +252,20 @@ mod tests {
         actix_rt::time::timeout(Duration::from_secs(5), draining())
             .await
             .expect("a future made after begin resolves at once");
+
+        // A take-back ends the drain: futures made afterwards wait for the next one.
+        end();
+        assert!(!is_draining());
+        let after = actix_rt::spawn(draining());
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !after.is_finished(),
+            "draining() resolved after the drain ended"
+        );
+        begin();
+        actix_rt::time::timeout(Duration::from_secs(5), after)
+            .await
+            .expect("woken by the next drain")
+            .expect("joined");
     }
 }

@@ -16,10 +16,11 @@
 //! - [`run`] (or [`Graceful::run`] for configuration) runs the server. On `SIGUSR2` it starts
 //!   the binary at the path the process was started from with the same arguments, hands it the
 //!   listeners by the same standard protocol, waits until it reports that it serves, and only
-//!   then stops accepting, answers with `Connection: close` for a lame-duck period
-//!   ([`LameDuck`]) and drains its in-flight requests. A successor that fails to start, exits
-//!   or is not ready in time is killed and reaped; the old process serves on as if nothing
-//!   happened.
+//!   then stops accepting and drains: every response gets `Connection: close` ([`LameDuck`]),
+//!   no connection is closed earlier than actix's keep-alive would close it, and the process
+//!   exits as soon as it holds no client connection ([`Graceful::drain_timeout`] caps the
+//!   wait). A successor that fails to start, exits or is not ready in time is killed and
+//!   reaped; the old process serves on as if nothing happened.
 //! - [`Graceful::keeper`] turns on keeper mode for foreground supervisors and containers: the
 //!   first process stays as a thin keeper holding the sockets and runs each generation as its
 //!   child, so the supervised pid never changes across upgrades and crashes.
@@ -92,6 +93,8 @@
 
 mod addr;
 mod bind;
+#[cfg(unix)]
+mod connections;
 mod error;
 #[cfg(unix)]
 mod fd;

@@ -240,14 +240,9 @@ pub(crate) fn snapshot() -> Vec<ListenerInfo> {
         .collect()
 }
 
-/// The local addresses (or paths) of the live listeners handed over, in bind order.
-#[allow(dead_code)] // for the connection-counting drain (issue 11)
-pub(crate) fn listener_addrs() -> Vec<ListenAddr> {
-    snapshot().into_iter().map(|i| i.addr).collect()
-}
-
 /// The descriptors and `LISTEN_FDNAMES` names to hand to a successor, in registration order:
-/// the live entries (dead ones are closed first).
+/// the live entries (dead ones are closed first). Besides the listeners, these may be UDP
+/// sockets, FIFOs or memfds the app claimed or registered.
 ///
 /// The descriptors stay valid until the next call of a function that prunes.
 pub(crate) fn handoff_set() -> Vec<(RawFd, String)> {

@@ -21,6 +21,7 @@ use nix::{
 };
 
 use crate::{
+    connections::ClientConnections,
     glue::{sealed::Token, HttpServerExt},
     handoff::{self, Cancel, Plan, Readiness},
     health, inherit,
@@ -34,8 +35,13 @@ use crate::{
 
 /// Default time a successor has to report ready.
 const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default lame-duck period (see [`Graceful::lame_duck`]).
-const DEFAULT_LAME_DUCK: Duration = Duration::from_millis(500);
+/// Default cap on the drain (see [`Graceful::drain_timeout`]): actix's default keep-alive.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the drain looks at the client connections (and at the successor).
+const DRAIN_TICK: Duration = Duration::from_millis(5);
+/// How long "no client connection" must hold before the drain ends: connections the accept
+/// thread took just before its pause applied are in the descriptor table by then.
+const DRAIN_QUIET: Duration = Duration::from_millis(10);
 
 type Reply = oneshot::Sender<Result<u32, UpgradeError>>;
 
@@ -64,7 +70,7 @@ type Reply = oneshot::Sender<Result<u32, UpgradeError>>;
 pub struct Graceful {
     upgrade_timeout: Duration,
     shutdown_timeout: Option<Duration>,
-    lame_duck: Duration,
+    drain_timeout: Duration,
     upgrade_signal: i32,
     successor: Option<PathBuf>,
     env_file: Option<PathBuf>,
@@ -84,15 +90,15 @@ impl Default for Graceful {
 }
 
 impl Graceful {
-    /// The defaults: SIGUSR2 upgrades, a successor has 30 s to get ready, 500 ms of lame duck,
-    /// actix's own shutdown timeout (30 s), no pid file.
+    /// The defaults: SIGUSR2 upgrades, a successor has 30 s to get ready, the drain waits up to
+    /// 5 s for client connections to leave, actix's own shutdown timeout (30 s), no pid file.
     pub fn new() -> Self {
         process::init();
         let (tx, commands) = mpsc::unbounded();
         Graceful {
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
             shutdown_timeout: None,
-            lame_duck: DEFAULT_LAME_DUCK,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
             upgrade_signal: signals::DEFAULT_UPGRADE,
             successor: None,
             env_file: None,
@@ -121,13 +127,37 @@ impl Graceful {
         self
     }
 
-    /// How long, after the successor is ready (or on SIGTERM), this process keeps answering on
-    /// its open connections with `Connection: close` before it closes the idle ones (default
-    /// 500 ms). It must outlast the longest pause between a busy client's requests; measured
-    /// here, 20 ms lost requests and 200 ms lost none. Needs the [`LameDuck`](crate::LameDuck)
-    /// middleware.
-    pub fn lame_duck(mut self, period: Duration) -> Self {
-        self.lame_duck = period;
+    /// The longest the drain waits for client connections to leave (default 5 s, actix's
+    /// default keep-alive): **set it to your `HttpServer::keep_alive`**.
+    ///
+    /// The drain starts once the successor is ready (or on SIGTERM, after the
+    /// [pre-stop delay](Self::pre_stop_delay)). This process stops accepting, answers every
+    /// further response with `Connection: close` (the [`LameDuck`](crate::LameDuck) middleware),
+    /// and never closes a connection itself: a busy connection moves over after its next
+    /// request, an idle one stays open until it carries one more request or actix's keep-alive
+    /// timer closes it, as it would have without an upgrade. The process exits as soon as it
+    /// holds no client connection (a connection accepted on one of its listeners; its own
+    /// outgoing connections do not count), so a busy server's old process is gone within
+    /// milliseconds. When the timeout ends first, the connections left (in-flight requests,
+    /// streams, WebSockets, HTTP/2) get actix's graceful stop: in-flight requests finish within
+    /// [`shutdown_timeout`](Self::shutdown_timeout), idle ones are closed.
+    ///
+    /// A shorter timeout than the keep-alive can close an idle pooled connection while its
+    /// client sends on it; a longer one only keeps the old process longer when a client holds an
+    /// idle connection open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let keep_alive = Duration::from_secs(15);
+    /// let server = actix_web::HttpServer::new(actix_web::App::new).keep_alive(keep_alive);
+    /// let graceful = actix_graceful::Graceful::new().drain_timeout(keep_alive);
+    /// # drop((server, graceful));
+    /// ```
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
         self
     }
 
@@ -391,32 +421,63 @@ fn status(state: &str) -> String {
     notify::status(process::startup().generation, std::process::id(), state)
 }
 
-/// Sleeps through the lame-duck `period`, checking every 10 ms whether `successor` (a child of
-/// this process) has died; returns its pid and exit status if so.
+/// Waits until this process holds no client connection, or `cap` has passed, watching
+/// `successor` (a child of this process) meanwhile; returns its pid and exit status if it died.
 ///
-/// Only within the period, and never for an exit with status 0: that successor drained on
-/// purpose (it was stopped, or handed over in turn), and taking back would put two generations
-/// in charge. Checked in that order, so a task that wakes late never takes back.
-async fn watch_successor(successor: Option<i32>, period: Duration) -> Option<(i32, String)> {
-    let Some(pid) = successor else {
-        actix_rt::time::sleep(period).await;
-        return None;
-    };
-    let end = Instant::now() + period;
+/// Never takes back after `cap` (checked first, so a task that wakes late does not), nor for an
+/// exit with status 0: that successor drained on purpose (it was stopped, or handed over in
+/// turn), and taking back would put two generations in charge; this process then drains on
+/// as before, its connections are still its clients'.
+async fn drain_connections(mut successor: Option<i32>, cap: Duration) -> Option<(i32, String)> {
+    let started = Instant::now();
+    let end = started + cap;
+    let clients = ClientConnections::new(registry::handoff_set().into_iter().map(|(fd, _)| fd));
+    let mut quiet_since = None;
+    let mut cannot_count = false;
     loop {
-        let left = end.saturating_duration_since(Instant::now());
-        if left.is_zero() {
+        let now = Instant::now();
+        if now >= end {
+            let left = clients
+                .count()
+                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+            log::info!(
+                "drain timeout ({} ms) reached with {left} client connection(s) left; \
+                 stopping gracefully",
+                cap.as_millis()
+            );
             return None;
         }
-        match handoff::exit_status(pid) {
-            Some((status, true)) => {
-                log::info!("successor pid={pid} drained and exited ({status})");
-                return None;
+        if let Some(pid) = successor {
+            match handoff::exit_status(pid) {
+                Some((status, true)) => {
+                    log::info!("successor pid={pid} drained and exited ({status})");
+                    successor = None;
+                }
+                Some((status, false)) => return Some((pid, status)),
+                None => {}
             }
-            Some((status, false)) => return Some((pid, status)),
-            None => {}
         }
-        actix_rt::time::sleep(left.min(Duration::from_millis(10))).await;
+        match clients.count() {
+            Ok(0) => {
+                let since = *quiet_since.get_or_insert(now);
+                if now.duration_since(since) >= DRAIN_QUIET {
+                    log::info!(
+                        "drained: no client connection left after {:.1} ms",
+                        started.elapsed().as_secs_f64() * 1000.0
+                    );
+                    return None;
+                }
+            }
+            Ok(_) => quiet_since = None,
+            Err(err) if !cannot_count => {
+                // Without a count, the timeout is the only end: never sooner than a client's
+                // keep-alive allows.
+                log::warn!("cannot count client connections ({err}); draining until the timeout");
+                cannot_count = true;
+            }
+            Err(_) => {}
+        }
+        actix_rt::time::sleep(end.saturating_duration_since(now).min(DRAIN_TICK)).await;
     }
 }
 
@@ -502,7 +563,7 @@ struct Controller {
     upgrading: Option<Upgrade>,
     draining: bool,
     terminating: bool,
-    /// Resolves when the successor died during the lame-duck period and this process took the
+    /// Resolves when the successor died during the drain and this process took the
     /// listeners back (the successor's exit status).
     taken_back: Option<oneshot::Receiver<(i32, String)>>,
     /// Under a keeper: the signal saying a newer generation serves (drain at once).
@@ -751,16 +812,16 @@ impl Controller {
     }
 
     /// After `delay` of normal service, stops accepting (a successor shares the accept queue),
-    /// answers with `Connection: close` through the lame-duck period, then stops the workers
-    /// gracefully. If `successor` dies during the lame-duck period, accepts again instead
-    /// ([`Self::take_back`]).
+    /// answers with `Connection: close` until no client connection is left or the drain timeout
+    /// ends, then stops the workers gracefully. If `successor` dies during the drain, accepts
+    /// again instead ([`Self::take_back`]).
     fn drain(&mut self, delay: Duration, successor: Option<i32>) {
         if self.draining {
             return;
         }
         self.draining = true;
         let handle = self.handle.clone();
-        let lame_duck = self.config.lame_duck;
+        let cap = self.config.drain_timeout;
         let (died, taken_back) = oneshot::channel();
         self.taken_back = successor.map(|_| taken_back);
         actix_rt::spawn(async move {
@@ -770,7 +831,7 @@ impl Controller {
             }
             handle.pause().await;
             lame_duck::begin();
-            if let Some(back) = watch_successor(successor, lame_duck).await {
+            if let Some(back) = drain_connections(successor, cap).await {
                 handle.resume().await;
                 lame_duck::end();
                 let _ = died.send(back);
@@ -780,8 +841,8 @@ impl Controller {
         });
     }
 
-    /// The successor died while this process was in its lame-duck period: it accepts again
-    /// (see [`Self::drain`]) and is in charge once more.
+    /// The successor died while this process was draining: it accepts again (see
+    /// [`Self::drain`]) and is in charge once more, with the connections it still holds.
     fn take_back(&mut self, pid: i32, exit: &str) {
         log::error!(
             "upgrade: successor pid={pid} died during the handoff ({exit}); \

@@ -1,6 +1,6 @@
 //! What `hello` and `hello-plain` share: the handlers, so the benchmark compares the serving
 //! and not the apps (`/` and `/sleep?ms=N` answer `pid=<pid>` with an `X-Pid` header,
-//! `/health` `ok`), the start-up line, and `main`'s frame (logging, exit status).
+//! `/health` `ok`, `POST /echo` the body's length), the start-up line, and `main`'s frame (logging, exit status).
 // Each example compiles this file as its own module and uses part of it.
 #![allow(dead_code)]
 
@@ -21,6 +21,15 @@ pub async fn sleep(query: web::Query<std::collections::HashMap<String, String>>)
     let ms = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
     actix_web::rt::time::sleep(Duration::from_millis(ms.min(600_000))).await;
     reply()
+}
+
+/// `POST /echo`: `len=<body bytes> pid=<pid>`, header `X-Pid`; the non-idempotent request a
+/// reverse proxy does not retry on a dead pooled connection.
+pub async fn echo(body: web::Bytes) -> HttpResponse {
+    let pid = std::process::id();
+    HttpResponse::Ok()
+        .insert_header(("X-Pid", pid.to_string()))
+        .body(format!("len={} pid={pid}\n", body.len()))
 }
 
 /// `ok`, header `X-Pid`.

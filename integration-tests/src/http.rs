@@ -298,20 +298,25 @@ impl Client {
 
     /// `GET path`. On any failure the connection is dropped (the next request reconnects).
     pub fn get(&mut self, path: &str) -> Result<Response, Failure> {
-        self.request("GET", path)
+        self.request("GET", path, b"")
     }
 
     /// `POST path` with an empty body (`Content-Length: 0`); otherwise as [`Client::get`].
     pub fn post(&mut self, path: &str) -> Result<Response, Failure> {
-        self.request("POST", path)
+        self.request("POST", path, b"")
     }
 
-    fn request(&mut self, method: &str, path: &str) -> Result<Response, Failure> {
+    /// `POST path` with `body`; otherwise as [`Client::get`].
+    pub fn post_body(&mut self, path: &str, body: &[u8]) -> Result<Response, Failure> {
+        self.request("POST", path, body)
+    }
+
+    fn request(&mut self, method: &str, path: &str, body: &[u8]) -> Result<Response, Failure> {
         let reused = self.conn.is_some();
         if !reused {
             self.connect()?;
         }
-        let res = self.exchange(method, path, reused);
+        let res = self.exchange(method, path, body, reused);
         match &res {
             Ok(r) if r.close || !self.keep_alive => self.close(),
             Ok(_) => self.requests_on_conn += 1,
@@ -320,24 +325,32 @@ impl Client {
         res
     }
 
-    fn exchange(&mut self, method: &str, path: &str, reused: bool) -> Result<Response, Failure> {
-        let req = format!(
+    fn exchange(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        reused: bool,
+    ) -> Result<Response, Failure> {
+        let mut req = format!(
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: itest\r\n{}{}\r\n",
             self.host,
             if method == "GET" {
-                ""
+                String::new()
             } else {
-                "Content-Length: 0\r\n"
+                format!("Content-Length: {}\r\n", body.len())
             },
             if self.keep_alive {
                 ""
             } else {
                 "Connection: close\r\n"
             }
-        );
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
         let conn = self.conn.as_mut().expect("connected");
         conn.get_mut()
-            .write_all(req.as_bytes())
+            .write_all(&req)
             .map_err(|e| classify(&e, reused, "write request"))?;
         read_response(conn, reused)
     }

@@ -117,7 +117,7 @@ fn upgrade_during_the_sigterm_drain_is_refused() {
             "--listen",
             "127.0.0.1:0",
             "--admin",
-            "--lame-duck-ms",
+            "--drain-timeout-ms",
             "2000",
         ],
     );

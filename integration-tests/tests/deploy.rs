@@ -285,7 +285,7 @@ fn admin_endpoint_upgrades_and_refuses_concurrent_and_draining() {
         copy_hello(p);
     }
     let mut args = ARGS.to_vec();
-    args.extend(["--admin", "--lame-duck-ms", "3000"]);
+    args.extend(["--admin", "--drain-timeout-ms", "3000"]);
     let h = Hello::start(&exe, &args);
     let old = h.pid();
     println!("started: {}", h.startup.line);
@@ -353,7 +353,7 @@ fn admin_endpoint_upgrades_and_refuses_concurrent_and_draining() {
         "the POST answered before the successor could be ready"
     );
 
-    // The old process drains (3 s lame duck): a POST on the kept connection reaches it.
+    // The old process drains (held by the kept connection, up to 3 s): a POST on it reaches it.
     let third = kept.post("/admin/upgrade").unwrap_or_else(|f| {
         panic!(
             "POST to the draining process failed: {f} (connection idle for {:?})",

@@ -5,7 +5,8 @@
 //!
 //! The steps are hit deterministically with real processes: a successor that takes 1 s to
 //! start (a shell wrapper that sleeps, then execs hello: same pid, same fds), the old process
-//! held with SIGSTOP while its successor gets ready, a long lame-duck period, slow requests.
+//! held with SIGSTOP while its successor gets ready, a long drain (an idle keep-alive connection
+//! held open), slow requests.
 
 use integration_tests::hello::{upgrade, wait_spawned, Hello, UpgradeOpts};
 use integration_tests::http::wait_for_pid;
@@ -210,7 +211,7 @@ fn successor_killed_just_after_spawn() {
 /// The successor reported ready and serves, but is SIGKILLed before the old process stopped
 /// accepting. The old process is held with SIGSTOP from the spawn on, so the ready byte waits
 /// in the pipe while the successor alone accepts; once the old process runs again it finds its
-/// successor dead (failing the upgrade, or taking back in the lame duck) and keeps accepting. Lost: the requests the successor held.
+/// successor dead (failing the upgrade, or taking back in the drain) and keeps accepting. Lost: the requests the successor held.
 #[test]
 fn successor_killed_after_ready_before_the_old_stops_accepting() {
     let _g = heavy_lock();
@@ -228,7 +229,7 @@ fn successor_killed_after_ready_before_the_old_stops_accepting() {
     assert!(signal(old, Signal::SIGCONT));
     // A killed multi-threaded process shows as a zombie before its last thread is gone and
     // `waitpid` can report it: the old process finds it dead either at once ("upgrade failed
-    // ... right after it reported ready") or in its first lame-duck check 10 ms later ("died
+    // ... right after it reported ready") or in its first drain check 5 ms later ("died
     // during the handoff ... accepting again"). Both keep the old process in charge.
     let (_, line) =
         r.h.family
@@ -258,16 +259,19 @@ fn successor_killed_after_ready_before_the_old_stops_accepting() {
     assert_clean(&r, old);
 }
 
-/// The successor is SIGKILLed while the old process is in its lame-duck period (3 s here):
-/// the old process notices (it is the parent), accepts again and is in charge; a later upgrade
-/// works. Lost: the requests the successor held.
+/// The successor is SIGKILLed while the old process drains (an idle keep-alive connection keeps
+/// it draining up to its 3 s drain timeout): the old process notices (it is the parent),
+/// accepts again and is in charge, with the idle connection kept and answered without
+/// `Connection: close` again; a later upgrade works. Lost: the requests the successor held.
 #[test]
-fn successor_killed_during_the_lame_duck_period_old_takes_back() {
+fn successor_killed_during_the_drain_old_takes_back() {
     let _g = heavy_lock();
-    let r = Rig::start("kill-lame-duck", &["--lame-duck-ms", "3000"]);
+    let r = Rig::start("kill-draining-succ", &["--drain-timeout-ms", "3000"]);
     let old = r.h.pid();
     let loops = 2;
     let load = r.per_request_load(loops);
+    let mut idle = integration_tests::http::Client::new(r.h.target.clone());
+    assert_eq!(idle.get("/health").expect("GET").pid, Some(old));
     sleep_ms(300);
     let mark = r.h.family.stderr.len();
     let no_wait = UpgradeOpts {
@@ -281,8 +285,17 @@ fn successor_killed_during_the_lame_duck_period_old_takes_back() {
     let line = r.wait_line(mark, "died during the handoff", 5);
     println!("{line}");
     r.serves(old, "old process after taking back");
+    let kept = idle
+        .get("/health")
+        .expect("GET on the idle connection after the take-back");
+    assert_eq!(kept.pid, Some(old));
+    assert!(
+        !kept.close,
+        "Connection: close after the take-back ended the drain"
+    );
+    assert_eq!(idle.connections, 1, "the idle connection was not kept");
     let slow_failed = slow_failures(slow);
-    sleep_ms(3500); // past the lame-duck period: the old process must still be there
+    sleep_ms(3500); // past the drain timeout: the old process must still be there
     assert!(
         procfs::stat(old).is_some_and(|s| s.state != 'Z'),
         "old process {old} gone after taking back"
@@ -301,12 +314,12 @@ fn successor_killed_during_the_lame_duck_period_old_takes_back() {
     assert_clean(&r, u2.new);
 }
 
-/// The old process is SIGKILLed during its drain (lame duck over, slow requests still
+/// The old process is SIGKILLed during its drain (drain timeout over, slow requests still
 /// running): the successor serves on; lost are exactly the slow requests the old one held.
 #[test]
 fn old_killed_during_its_drain() {
     let _g = heavy_lock();
-    let r = Rig::start("kill-draining", &["--lame-duck-ms", "300"]);
+    let r = Rig::start("kill-draining", &["--drain-timeout-ms", "300"]);
     let old = r.h.pid();
     let load = Load::start(LoadConfig::light(r.h.target.clone()).pids_into(r.h.family.pid_set()));
     let slow = spawn_slow(&r.h.target, 20_000, SLOW, Some(r.h.family.pid_set()));
@@ -316,7 +329,7 @@ fn old_killed_during_its_drain() {
         ..UpgradeOpts::default()
     };
     let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
-    sleep_ms(800); // lame duck over: the old process only waits for its slow requests
+    sleep_ms(800); // drain timeout over: the old process only waits for its slow requests
     let held = freeze_count_kill(old, r.port);
     r.serves(u.new, "successor after the old process was killed");
     let slow_failed = slow_failures(slow);
@@ -391,14 +404,14 @@ fn sigterm_mid_upgrade_leaves_no_listener_behind() {
     );
 }
 
-/// The successor dies after the lame-duck period, once the old process has stopped its
+/// The successor dies after the drain timeout, once the old process has stopped its
 /// workers: too late to take back. The old process finishes its in-flight request and exits;
 /// nothing serves any more (a supervisor's restart is the cure). This test documents that
 /// limit: new connections wait unanswered, then are refused once the old process is gone.
 #[test]
-fn successor_killed_after_the_lame_duck_period_leaves_nobody_serving() {
+fn successor_killed_after_the_drain_timeout_leaves_nobody_serving() {
     let _g = heavy_lock();
-    let r = Rig::start("kill-late", &["--lame-duck-ms", "200"]);
+    let r = Rig::start("kill-late", &["--drain-timeout-ms", "200"]);
     let old = r.h.pid();
     let slow = spawn_slow(&r.h.target, 3000, 1, Some(r.h.family.pid_set()));
     sleep_ms(300);
@@ -407,7 +420,7 @@ fn successor_killed_after_the_lame_duck_period_leaves_nobody_serving() {
         ..UpgradeOpts::default()
     };
     let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
-    sleep_ms(600); // lame duck over: the old process is stopping its workers
+    sleep_ms(600); // drain timeout over: the old process is stopping its workers
     let held = freeze_count_kill(u.new, r.port);
     let mark = r.h.family.stderr.len();
     let probe = integration_tests::http::get_once(&r.h.target, "/health", Duration::from_secs(1));

@@ -136,7 +136,7 @@ fn sigterm_fails_readiness_at_once_and_serves_through_the_pre_stop_delay() {
             "2",
             "--pre-stop-ms",
             "1500",
-            "--lame-duck-ms",
+            "--drain-timeout-ms",
             "300",
         ],
     );

@@ -4,7 +4,7 @@
 //! Knobs: `UPGRADES` (default 20) upgrades in the zero-failure test, `UPGRADES_FD` (default
 //! 20) in the fd-leak test. `ITEST_ECHO=1` echoes the servers' output live.
 
-use integration_tests::hello::{exited_cleanly, upgrade, Hello, Upgrade, UpgradeOpts};
+use integration_tests::hello::{exited_cleanly, upgrade, wait_exit_0, Hello, Upgrade, UpgradeOpts};
 use integration_tests::http::wait_for_pid;
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
@@ -423,12 +423,8 @@ fn sigusr2_to_a_newborn_successor_does_not_kill_it() {
         let fate = match procfs::stat(succ) {
             Some(st) if st.state != 'Z' => "alive".to_string(),
             _ => {
-                let g = h.family.wait_gone(succ, Duration::from_secs(5));
-                assert_eq!(
-                    g,
-                    Some(Gone::Reaped(Exit::Code(0))),
-                    "round {round}: successor {succ} died: {g:?}"
-                );
+                wait_exit_0(&h.family, succ, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("round {round}: successor died: {e}"));
                 "exited 0 after upgrading again".to_string()
             }
         };

@@ -19,7 +19,7 @@
 //! header `X-Pid`: text messages `event N` every `--interval-ms` from `?from=N` (default 0),
 //! pings answered, Close 1012 on the drain), `/health` (`X-Pid`).
 //! Options: `--listen ADDR` (repeatable; `unix:/path` too), `--interval-ms N` (default 20),
-//! `--shutdown-timeout-s N`, `--lame-duck-ms N`. Prints
+//! `--shutdown-timeout-s N`, `--drain-timeout-ms N`. Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
 
 use std::{pin::pin, process::ExitCode, time::Duration};
@@ -40,7 +40,7 @@ use shared::health;
 struct Options {
     listen: Vec<String>,
     interval: Duration,
-    lame_duck: Option<Duration>,
+    drain_timeout: Option<Duration>,
     shutdown_timeout: Option<Duration>,
 }
 
@@ -48,7 +48,7 @@ fn parse_args() -> Result<Options, String> {
     let mut opts = Options {
         listen: Vec::new(),
         interval: Duration::from_millis(20),
-        lame_duck: None,
+        drain_timeout: None,
         shutdown_timeout: None,
     };
     let mut args = std::env::args().skip(1);
@@ -61,12 +61,14 @@ fn parse_args() -> Result<Options, String> {
         match flag.as_str() {
             "--listen" => opts.listen.push(value()?),
             "--interval-ms" => opts.interval = Duration::from_millis(number(value()?)?.max(1)),
-            "--lame-duck-ms" => opts.lame_duck = Some(Duration::from_millis(number(value()?)?)),
+            "--drain-timeout-ms" => {
+                opts.drain_timeout = Some(Duration::from_millis(number(value()?)?))
+            }
             "--shutdown-timeout-s" => {
                 opts.shutdown_timeout = Some(Duration::from_secs(number(value()?)?))
             }
             "-h" | "--help" => {
-                println!("usage: events [--listen ADDR|unix:/path]... [--interval-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N]");
+                println!("usage: events [--listen ADDR|unix:/path]... [--interval-ms N] [--drain-timeout-ms N] [--shutdown-timeout-s N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -185,8 +187,8 @@ async fn ws(
 
 async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new();
-    if let Some(t) = opts.lame_duck {
-        graceful = graceful.lame_duck(t);
+    if let Some(t) = opts.drain_timeout {
+        graceful = graceful.drain_timeout(t);
     }
     if let Some(t) = opts.shutdown_timeout {
         graceful = graceful.shutdown_timeout(t);

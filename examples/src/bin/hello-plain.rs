@@ -23,7 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{health, reply, sleep};
+use shared::{echo, health, reply, sleep};
 
 /// actix's own default listen backlog.
 const BACKLOG: i32 = 1024;
@@ -79,6 +79,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         App::new()
             .route("/", web::get().to(|| async { reply() }))
             .route("/sleep", web::get().to(sleep))
+            .route("/echo", web::post().to(echo))
             .route("/health", web::get().to(health))
     })
     .workers(opts.workers);

@@ -14,7 +14,7 @@
 //! Options: `--tls rustls|openssl|h2c` (default rustls; `h2c` is plaintext HTTP/1.x plus
 //! prior-knowledge HTTP/2 on one port), `--cert PATH` and `--key PATH` (PEM; not for h2c),
 //! `--listen ADDR` (repeatable, TCP; default `127.0.0.1:8443`), `--workers N`,
-//! `--lame-duck-ms N`, `--shutdown-timeout-s N`. Prints
+//! `--drain-timeout-ms N`, `--shutdown-timeout-s N`. Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
@@ -33,7 +33,7 @@ struct Options {
     key: Option<String>,
     listen: Vec<String>,
     workers: Option<usize>,
-    lame_duck: Option<Duration>,
+    drain_timeout: Option<Duration>,
     shutdown_timeout: Option<Duration>,
 }
 
@@ -55,12 +55,14 @@ fn parse_args() -> Result<Options, String> {
             "--key" => opts.key = Some(value()?),
             "--listen" => opts.listen.push(value()?),
             "--workers" => opts.workers = Some(number(value()?)? as usize),
-            "--lame-duck-ms" => opts.lame_duck = Some(Duration::from_millis(number(value()?)?)),
+            "--drain-timeout-ms" => {
+                opts.drain_timeout = Some(Duration::from_millis(number(value()?)?))
+            }
             "--shutdown-timeout-s" => {
                 opts.shutdown_timeout = Some(Duration::from_secs(number(value()?)?))
             }
             "-h" | "--help" => {
-                println!("usage: hello-tls [--tls rustls|openssl|h2c] [--cert PATH --key PATH] [--listen ADDR]... [--workers N] [--lame-duck-ms N] [--shutdown-timeout-s N]");
+                println!("usage: hello-tls [--tls rustls|openssl|h2c] [--cert PATH --key PATH] [--listen ADDR]... [--workers N] [--drain-timeout-ms N] [--shutdown-timeout-s N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -122,8 +124,8 @@ fn openssl_acceptor(cert: &str, key: &str) -> std::io::Result<openssl::ssl::SslA
 
 async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new();
-    if let Some(t) = opts.lame_duck {
-        graceful = graceful.lame_duck(t);
+    if let Some(t) = opts.drain_timeout {
+        graceful = graceful.drain_timeout(t);
     }
     if let Some(t) = opts.shutdown_timeout {
         graceful = graceful.shutdown_timeout(t);

@@ -5,13 +5,14 @@
 //! kill -USR2 <pid>     # live upgrade to the binary now at the same path
 //! ```
 //!
-//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`
+//! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `POST /echo`
+//! (`len=<body bytes> pid=<pid>`), `/health`
 //! (always 200 while the process answers), `/ready` (the readiness probe:
 //! `actix_graceful::readiness`, 503 from SIGTERM on), `/env?name=X` (the value of environment
 //! variable X, 404 when unset).
 //! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
 //! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
-//! `--upgrade-timeout-ms N`, `--lame-duck-ms N`, `--shutdown-timeout-s N`,
+//! `--upgrade-timeout-ms N`, `--drain-timeout-ms N`, `--shutdown-timeout-s N`,
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
 //! `POST /admin/upgrade`, which upgrades through an `UpgradeHandle` and answers with the
 //! result), `--pre-stop-ms N` (on SIGTERM, serve N ms more before draining), `--fd-store` (hand
@@ -33,14 +34,14 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 
 #[path = "../shared.rs"]
 mod shared;
-use shared::{health, reply, sleep};
+use shared::{echo, health, reply, sleep};
 
 #[derive(Debug)]
 struct Options {
     listen: Vec<String>,
     workers: usize,
     upgrade_timeout: Option<Duration>,
-    lame_duck: Option<Duration>,
+    drain_timeout: Option<Duration>,
     shutdown_timeout: Option<Duration>,
     ready_after: Option<Duration>,
     pid_file: Option<String>,
@@ -60,7 +61,7 @@ fn parse_args() -> Result<Options, String> {
         listen: Vec::new(),
         workers: 2,
         upgrade_timeout: None,
-        lame_duck: None,
+        drain_timeout: None,
         shutdown_timeout: None,
         ready_after: None,
         pid_file: None,
@@ -88,7 +89,7 @@ fn parse_args() -> Result<Options, String> {
                 opts.workers = value()?.parse().map_err(|_| "--workers: not a number")?
             }
             "--upgrade-timeout-ms" => opts.upgrade_timeout = Some(millis(value()?)?),
-            "--lame-duck-ms" => opts.lame_duck = Some(millis(value()?)?),
+            "--drain-timeout-ms" => opts.drain_timeout = Some(millis(value()?)?),
             "--ready-after-ms" => opts.ready_after = Some(millis(value()?)?),
             "--shutdown-timeout-s" => {
                 opts.shutdown_timeout = Some(millis(value()?)? * 1000);
@@ -115,7 +116,7 @@ fn parse_args() -> Result<Options, String> {
             "--udp-echo" => opts.udp_echo.push(value()?),
             "--keep-unclaimed" => opts.keep_unclaimed = true,
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--lame-duck-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off] [--udp-echo NAME=ADDR]... [--keep-unclaimed]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--drain-timeout-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off] [--udp-echo NAME=ADDR]... [--keep-unclaimed]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -218,8 +219,8 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     if let Some(t) = opts.upgrade_timeout {
         graceful = graceful.upgrade_timeout(t);
     }
-    if let Some(t) = opts.lame_duck {
-        graceful = graceful.lame_duck(t);
+    if let Some(t) = opts.drain_timeout {
+        graceful = graceful.drain_timeout(t);
     }
     if let Some(t) = opts.shutdown_timeout {
         graceful = graceful.shutdown_timeout(t);
@@ -249,6 +250,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             .wrap(actix_graceful::LameDuck)
             .route("/", web::get().to(|| async { reply() }))
             .route("/sleep", web::get().to(sleep))
+            .route("/echo", web::post().to(echo))
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(actix_graceful::readiness))
             .route("/env", web::get().to(env));

@@ -90,8 +90,11 @@ pub struct Spec {
     pub per_request: usize,
     /// Path of the ordinary requests.
     pub path: String,
-    /// Pause between two requests of one thread.
+    /// Think time between two requests of one thread: uniform in `pause..=pause_max` (fixed
+    /// when they are equal).
     pub pause: Duration,
+    /// See `pause`.
+    pub pause_max: Duration,
     /// Client connect/read/write timeout.
     pub timeout: Duration,
     /// Hard stop.
@@ -235,6 +238,7 @@ fn client_loop(
         recs: Vec::with_capacity(1 << 16),
         ..Out::default()
     };
+    let mut think = Think::new(name, spec.pause, spec.pause_max);
     while !stop.load(Ordering::Relaxed) && started.elapsed() < spec.max_duration {
         let refused = one(&mut client, name, class, spec, pids, started, &mut out)
             == Outcome::Fail(FailKind::ConnectRefused);
@@ -242,11 +246,54 @@ fn client_loop(
             // Nobody listening: do not spin.
             std::thread::sleep(Duration::from_millis(1));
         }
-        if !spec.pause.is_zero() {
-            std::thread::sleep(spec.pause);
+        let pause = think.next();
+        if !pause.is_zero() {
+            // In steps, so a long think time does not hold up the end of the load.
+            let until = Instant::now() + pause;
+            while !stop.load(Ordering::Relaxed) {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
         }
     }
     out
+}
+
+/// Think times uniform in `min..=max`, from a xorshift generator seeded by the thread's name
+/// and the clock (no new dependency for one random number per request).
+struct Think {
+    min: Duration,
+    span_us: u64,
+    state: u64,
+}
+
+impl Think {
+    fn new(name: &str, min: Duration, max: Duration) -> Think {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = name.bytes().fold(clock ^ 0x9e37_79b9_7f4a_7c15, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        Think {
+            min,
+            span_us: max.saturating_sub(min).as_micros() as u64,
+            state: seed | 1,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        if self.span_us == 0 {
+            return self.min;
+        }
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.min + Duration::from_micros(self.state % (self.span_us + 1))
+    }
 }
 
 /// One request on `client`, recorded in `out`.

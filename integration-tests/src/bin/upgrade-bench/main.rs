@@ -50,10 +50,11 @@ usage: upgrade-bench [options]
   --slow-lead-ms MS     how long before a restart they are fired (500)
   --path PATH           path of the ordinary requests (/)
   --pause-ms MS         pause between two requests of one client (0)
+  --think-ms MIN-MAX    instead: a random pause, uniform in MIN..MAX ms, before each request
   --timeout-ms MS       client connect/read/write timeout (5000; slow requests: + their time)
   --workers W           workers of the default servers (2)
   --strategies LIST     comma-separated: graceful,naive,reuseport (all)
-  --lame-ducks MS,...   extra graceful runs with `--lame-duck-ms MS` (default hello only)
+  --drain-timeouts MS,... extra graceful runs with `--drain-timeout-ms MS` (default hello only)
   --port P              port on 127.0.0.1 (a free one)
   --cmd 'CMD ARGS'      the graceful server command; `{port}` is replaced. Default:
                         <hello> --listen 127.0.0.1:{port} --workers W
@@ -86,10 +87,11 @@ struct Args {
     slow_lead_ms: u64,
     path: String,
     pause_ms: u64,
+    pause_max_ms: u64,
     timeout_ms: u64,
     workers: usize,
     strategies: Vec<String>,
-    lame_ducks: Vec<u64>,
+    drain_timeouts: Vec<u64>,
     port: u16,
     cmd: Option<String>,
     plain_cmd: Option<String>,
@@ -114,10 +116,11 @@ fn parse_args() -> Args {
         slow_lead_ms: 500,
         path: "/".into(),
         pause_ms: 0,
+        pause_max_ms: 0,
         timeout_ms: 5000,
         workers: 2,
         strategies: vec!["graceful".into(), "naive".into(), "reuseport".into()],
-        lame_ducks: Vec::new(),
+        drain_timeouts: Vec::new(),
         port: 0,
         cmd: None,
         plain_cmd: None,
@@ -149,12 +152,26 @@ fn parse_args() -> Args {
             "--slow-path" => a.slow_path = v(),
             "--slow-lead-ms" => a.slow_lead_ms = num(&k, v()),
             "--path" => a.path = v(),
-            "--pause-ms" => a.pause_ms = num(&k, v()),
+            "--pause-ms" => {
+                a.pause_ms = num(&k, v());
+                a.pause_max_ms = a.pause_ms;
+            }
+            "--think-ms" => {
+                let v = v();
+                let (lo, hi) = v
+                    .split_once('-')
+                    .unwrap_or_else(|| usage(&format!("--think-ms: {v:?} is not MIN-MAX")));
+                a.pause_ms = num(&k, lo.trim().to_owned());
+                a.pause_max_ms = num(&k, hi.trim().to_owned());
+                if a.pause_max_ms < a.pause_ms {
+                    usage(&format!("--think-ms: {v:?}: MAX is below MIN"));
+                }
+            }
             "--timeout-ms" => a.timeout_ms = num(&k, v()),
             "--workers" => a.workers = num(&k, v()),
             "--strategies" => a.strategies = v().split(',').map(|s| s.trim().to_owned()).collect(),
-            "--lame-ducks" => {
-                a.lame_ducks = v()
+            "--drain-timeouts" => {
+                a.drain_timeouts = v()
                     .split(',')
                     .map(|ms| num(&k, ms.trim().to_owned()))
                     .collect()
@@ -194,7 +211,7 @@ fn parse_args() -> Args {
         || a.keepalive + a.per_request == 0
         || a.keepalive + a.per_request > 1024
         || a.slow > 64
-        || a.pause_ms > 10_000
+        || a.pause_max_ms > 10_000
         || a.timeout_ms == 0
         || a.timeout_ms > 600_000
         || a.overhead_rounds > 100
@@ -223,6 +240,25 @@ fn mp(v: &[f64]) -> String {
         Some((m, p)) => format!("{m:.1} / {p:.1}"),
         None => "-".into(),
     }
+}
+
+/// min / median / p90 / p99 / max of `v`, or `-`.
+fn dist(v: &[f64]) -> String {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_by(f64::total_cmp);
+    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+    format!(
+        "min {:.1} / median {:.1} / p90 {:.1} / p99 {:.1} / max {:.1} (n={})",
+        v[0],
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        v[v.len() - 1],
+        v.len()
+    )
 }
 
 fn lat_row(name: &str, l: &Lat) -> String {
@@ -302,6 +338,24 @@ fn print_strategy(o: &Outcome, verbose: bool) {
         "  trigger → old exited   {} median / p90, max {:.1} ms (zombie or gone, /proc polled every 2 ms)",
         mp(&exited),
         max(&exited)
+    );
+    let drained: Vec<f64> = r
+        .handoffs
+        .iter()
+        .filter_map(|h| Some(h.exited_ms? - h.ready_ms?))
+        .collect();
+    println!(
+        "  old process lifetime   trigger → exited {}; ready → exited (the drain) {} ms",
+        dist(&exited),
+        dist(&drained)
+    );
+    println!(
+        "  generations alive      {}",
+        stats::alive_shares(&r.handoffs, s.seconds)
+            .iter()
+            .map(|(n, share)| format!("{n}: {:.2} % of the time", share * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "  trigger → old reaped   {} median / p90, max {:.1} ms (an orphan is reaped once its parent has exited too)",
@@ -518,6 +572,7 @@ fn main() {
         per_request: a.per_request,
         path: a.path.clone(),
         pause: Duration::from_millis(a.pause_ms),
+        pause_max: Duration::from_millis(a.pause_max_ms),
         timeout: Duration::from_millis(a.timeout_ms),
         max_duration: Duration::from_secs_f64(a.seconds + 60.0),
     };
@@ -540,8 +595,10 @@ fn main() {
         step_timeout: Duration::from_secs(30),
     };
     println!(
-        "upgrade-bench: port {} | {} restarts in {} s per strategy | {} keep-alive + {} per-request clients, {} slow requests ({}) {} ms before each restart | pause {} ms | load average {}, {}",
-        a.port, a.upgrades, a.seconds, a.keepalive, a.per_request, a.slow, a.slow_path, a.slow_lead_ms, a.pause_ms, loadavg(), cpu_pressure()
+        "upgrade-bench: port {} | {} restarts in {} s per strategy | {} keep-alive + {} per-request clients, {} slow requests ({}) {} ms before each restart | pause {} | load average {}, {}",
+        a.port, a.upgrades, a.seconds, a.keepalive, a.per_request, a.slow, a.slow_path, a.slow_lead_ms,
+        if a.pause_max_ms > a.pause_ms { format!("{}-{} ms (random)", a.pause_ms, a.pause_max_ms) } else { format!("{} ms", a.pause_ms) },
+        loadavg(), cpu_pressure()
     );
     if !graceful_cmd.contains("/release/") && !own_app {
         println!("note: not a release build of the servers ({graceful_cmd})");
@@ -566,11 +623,11 @@ fn main() {
             None => println!("note: {name} skipped (give --reuseport-cmd)"),
         }
         if kind == Kind::Graceful {
-            for ms in &a.lame_ducks {
+            for ms in &a.drain_timeouts {
                 strategies.push(Strategy {
-                    name: format!("graceful-lame-duck-{ms}ms"),
+                    name: format!("graceful-drain-timeout-{ms}ms"),
                     kind,
-                    cmd: command(&format!("{graceful_cmd} --lame-duck-ms {ms}"), a.port),
+                    cmd: command(&format!("{graceful_cmd} --drain-timeout-ms {ms}"), a.port),
                 });
             }
         }

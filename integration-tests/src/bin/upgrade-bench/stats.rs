@@ -141,6 +141,39 @@ pub fn timeline(recs: &[Rec], seconds: f64) -> (Vec<u32>, Vec<[u32; FAIL_KINDS.l
     (ok, fails)
 }
 
+/// How many generations were alive at once, as a share of the run: `(n, share)` for each `n`
+/// seen, from the handoffs' triggers (a successor is born then) and their old processes'
+/// exits (`exited_ms` after the trigger). The first generation is alive from 0, the last one
+/// to the end of the run (`seconds`).
+pub fn alive_shares(handoffs: &[crate::strategy::Handoff], seconds: f64) -> Vec<(usize, f64)> {
+    // (time s, +1 / -1)
+    let mut events: Vec<(f64, i32)> = vec![(0.0, 1)];
+    for h in handoffs {
+        events.push((h.at, 1));
+        let died = h.exited_ms.map_or(seconds, |ms| h.at + ms / 1000.0);
+        events.push((died.min(seconds), -1));
+    }
+    events.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut time_at = std::collections::BTreeMap::<usize, f64>::new();
+    let (mut alive, mut last) = (0i32, 0.0f64);
+    for (t, d) in events {
+        let t = t.clamp(0.0, seconds);
+        if alive > 0 && t > last {
+            *time_at.entry(alive as usize).or_default() += t - last;
+        }
+        alive += d;
+        last = last.max(t);
+    }
+    if alive > 0 && seconds > last {
+        *time_at.entry(alive as usize).or_default() += seconds - last;
+    }
+    let total: f64 = time_at.values().sum();
+    time_at
+        .into_iter()
+        .map(|(n, t)| (n, if total > 0.0 { t / total } else { 0.0 }))
+        .collect()
+}
+
 /// Median and 90th percentile.
 pub fn median_p90(v: &[f64]) -> Option<(f64, f64)> {
     integration_tests::median_p90(v)
@@ -159,6 +192,26 @@ mod tests {
             reused: false,
             class: Class::KeepAlive,
         }
+    }
+
+    #[test]
+    fn generations_alive_at_once() {
+        let h = |at: f64, exited_ms: f64| crate::strategy::Handoff {
+            at,
+            exited_ms: Some(exited_ms),
+            ..Default::default()
+        };
+        // 10 s; restarts at 2 s (old gone 1 s later) and 6 s (old gone at once, 0 ms).
+        let shares = alive_shares(&[h(2.0, 1000.0), h(6.0, 0.0)], 10.0);
+        assert_eq!(shares.len(), 2, "{shares:?}");
+        assert!(
+            (shares[0].1 - 0.9).abs() < 1e-9 && shares[0].0 == 1,
+            "{shares:?}"
+        );
+        assert!(
+            (shares[1].1 - 0.1).abs() < 1e-9 && shares[1].0 == 2,
+            "{shares:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,214 @@
+//! Counting this process's client connections: the stream sockets its listeners accepted, found
+//! in the process's own descriptor table. Owns nothing and touches no actix type; the drain in
+//! `server` asks it, tick by tick, whether any client is still connected.
+//!
+//! Why the descriptor table and not `HttpServer::on_connect`: actix keeps a single `on_connect`
+//! callback and offers no getter, so setting one would silently replace the application's own.
+//! The table needs no hook, sees every connection actix holds (also those accepted but still
+//! queued for a worker, which a callback would not see yet), and tells client connections from
+//! the application's own outgoing ones (database pools, HTTP clients) by their local address:
+//! an accepted socket's local address is its listener's (the port, or the Unix path), an
+//! outgoing one's is an ephemeral port or an unnamed Unix socket.
+
+use std::{
+    fs, io,
+    net::{IpAddr, SocketAddr},
+    os::fd::RawFd,
+    path::PathBuf,
+};
+
+use nix::sys::socket::{getsockname, SockaddrStorage};
+
+/// Where the descriptor table is listed: Linux's `/proc`, else the BSDs' and macOS's `/dev/fd`.
+const FD_DIRS: [&str; 2] = ["/proc/self/fd", "/dev/fd"];
+
+/// A local address that accepted connections share with their listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Local {
+    Inet(SocketAddr),
+    Path(PathBuf),
+    Abstract(Vec<u8>),
+}
+
+impl Local {
+    /// The local address of the socket at `fd`; `None` for anything that is not a named TCP or
+    /// Unix socket (not a socket, closed meanwhile, unnamed, another family).
+    fn of(fd: RawFd) -> Option<Local> {
+        let addr: SockaddrStorage = getsockname(fd).ok()?;
+        if let Some(v4) = addr.as_sockaddr_in() {
+            return Some(Local::Inet(SocketAddr::V4((*v4).into())));
+        }
+        if let Some(v6) = addr.as_sockaddr_in6() {
+            return Some(Local::Inet(SocketAddr::V6((*v6).into())));
+        }
+        let unix = addr.as_unix_addr()?;
+        if let Some(path) = unix.path() {
+            return Some(Local::Path(path.to_owned()));
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(name) = unix.as_abstract() {
+            return Some(Local::Abstract(name.to_owned()));
+        }
+        None
+    }
+
+    /// Whether a socket with this local address was accepted on a listener at `listener`.
+    fn accepted_on(&self, listener: &Local) -> bool {
+        match (self, listener) {
+            (Local::Inet(conn), Local::Inet(l)) => {
+                conn.port() == l.port() && (l.ip().is_unspecified() || same_ip(conn.ip(), l.ip()))
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
+/// Equal, also when one side is the IPv4-mapped IPv6 form of the other (a dual-stack listener).
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+/// The listeners whose accepted connections are this process's client connections.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientConnections {
+    listeners: Vec<Local>,
+}
+
+impl ClientConnections {
+    /// For the listening sockets at `fds` (this process's own descriptors for them).
+    pub(crate) fn new(fds: impl IntoIterator<Item = RawFd>) -> Self {
+        let mut listeners: Vec<Local> = fds.into_iter().filter_map(Local::of).collect();
+        listeners.dedup();
+        ClientConnections { listeners }
+    }
+
+    /// How many client connections this process holds now: open stream sockets, not listening,
+    /// whose local address is one of the listeners'. A snapshot: other threads open and close
+    /// sockets meanwhile, so a caller that needs "none" should see it twice.
+    ///
+    /// # Errors
+    /// The descriptor table cannot be listed (no `/proc/self/fd` nor `/dev/fd`).
+    pub(crate) fn count(&self) -> io::Result<usize> {
+        if self.listeners.is_empty() {
+            return Ok(0);
+        }
+        let mut last = None;
+        for dir in FD_DIRS {
+            match fs::read_dir(dir) {
+                Ok(entries) => {
+                    let fds = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+                    return Ok(fds.filter(|&fd| self.is_client(fd)).count());
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+    }
+
+    fn is_client(&self, fd: RawFd) -> bool {
+        let Some(local) = Local::of(fd) else {
+            return false;
+        };
+        if !self.listeners.iter().any(|l| local.accepted_on(l)) {
+            return false;
+        }
+        // The listener itself (and our duplicate of it) has the same address.
+        int_option(fd, libc::SO_ACCEPTCONN) == Some(0)
+            && int_option(fd, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+    }
+}
+
+/// An `int` socket option of `fd` at `SOL_SOCKET`, `None` when it cannot be read.
+fn int_option(fd: RawFd, option: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes and `len` is `value`'s size, so the kernel
+    // writes at most that many bytes. `fd` is only a number here: a descriptor closed (or
+    // reused) by another thread meanwhile yields EBADF/ENOTSOCK or another socket's option,
+    // which the caller treats as "not a client connection" or counts again at the next tick.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            std::ptr::addr_of_mut!(value).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read as _, Write as _},
+        net::{TcpListener, TcpStream, UdpSocket},
+        os::{fd::AsRawFd as _, unix::net::UnixListener},
+    };
+
+    use super::*;
+
+    #[test]
+    fn counts_accepted_sockets_of_our_listeners_only() {
+        let ours = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        assert_eq!(clients.count().expect("count"), 0);
+
+        // A connection to our listener: its accepted end counts, its client end does not (the
+        // client end's local address is an ephemeral port), nor does anything on `other`, nor
+        // a UDP socket on the same port.
+        let client = TcpStream::connect(ours.local_addr().expect("addr")).expect("connect");
+        let (mut accepted, _) = ours.accept().expect("accept");
+        let _outgoing = TcpStream::connect(other.local_addr().expect("addr")).expect("connect");
+        let _other_accepted = other.accept().expect("accept");
+        let _udp = UdpSocket::bind(ours.local_addr().expect("addr")).ok();
+        assert_eq!(clients.count().expect("count"), 1);
+
+        drop(client);
+        let mut buf = [0; 1];
+        assert_eq!(accepted.read(&mut buf).expect("EOF"), 0);
+        drop(accepted);
+        assert_eq!(clients.count().expect("count"), 0);
+    }
+
+    #[test]
+    fn wildcard_listener_counts_connections_to_any_local_ip() {
+        let Ok(ours) = TcpListener::bind("0.0.0.0:0") else {
+            return; // no IPv4 here
+        };
+        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let port = ours.local_addr().expect("addr").port();
+        let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let (_accepted, _) = ours.accept().expect("accept");
+        client.write_all(b"x").expect("write");
+        assert_eq!(clients.count().expect("count"), 1);
+    }
+
+    #[test]
+    fn unix_connections_count_by_path_and_outgoing_ones_do_not() {
+        let dir = std::env::temp_dir().join(format!("ag-conn-{}", std::process::id()));
+        let _ = fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = fs::remove_file(&path);
+        let ours = UnixListener::bind(&path).expect("bind");
+        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let _client = std::os::unix::net::UnixStream::connect(&path).expect("connect");
+        assert_eq!(clients.count().expect("count"), 0, "not accepted yet");
+        let (_accepted, _) = ours.accept().expect("accept");
+        assert_eq!(clients.count().expect("count"), 1);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn v4_mapped_addresses_match_their_v4_form() {
+        assert!(same_ip(
+            "::ffff:127.0.0.1".parse().expect("ip"),
+            "127.0.0.1".parse().expect("ip")
+        ));
+        assert!(!same_ip(
+            "::1".parse().expect("ip"),
+            "127.0.0.1".parse().expect("ip")
+        ));
+    }
+}
