@@ -89,8 +89,8 @@ impl Binding {
     }
 
     /// Listens on a Unix-domain socket at `path`. `@name` is a name in Linux's abstract
-    /// namespace (no file, as in `NOTIFY_SOCKET`, and as [`ListenAddr`](crate::ListenAddr) shows it); write
-    /// `./@name` for a file of that name.
+    /// namespace (no file; as in `NOTIFY_SOCKET`, and as [`ListenAddr`](crate::ListenAddr)
+    /// shows it); write `./@name` for a file of that name.
     pub fn uds(path: impl AsRef<Path>) -> Self {
         Binding {
             target: Target::Unix(path.as_ref().to_owned()),
