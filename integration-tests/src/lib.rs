@@ -54,6 +54,12 @@ pub mod bins {
     /// runs under cargo (env `CARGO`), so `cargo test` never tests a stale or missing
     /// example binary.
     pub fn locate(name: &str, env_override: &str) -> PathBuf {
+        find(name, env_override).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`locate`] without the panic: the path, or one line saying what is missing and the
+    /// command that builds it (for tools such as `upgrade-bench`).
+    pub fn find(name: &str, env_override: &str) -> Result<PathBuf, String> {
         let p = match std::env::var_os(env_override) {
             Some(v) => PathBuf::from(v),
             None => {
@@ -61,14 +67,19 @@ pub mod bins {
                 profile_dir().join(name)
             }
         };
-        assert!(
-            p.is_file(),
-            "binary `{name}` not found at {}: build it first with `cargo build -p examples` \
-             (same profile as the tests, e.g. add --release for release tests), or point {env_override} \
-             at it",
+        if p.is_file() {
+            return Ok(p);
+        }
+        let release = if profile_dir().ends_with("release") {
+            " --release"
+        } else {
+            ""
+        };
+        Err(format!(
+            "binary `{name}` not found at {}: build it with `cargo build{release} -p examples \
+             --bin {name}`, or point {env_override} at it",
             p.display()
-        );
-        p
+        ))
     }
 
     /// Run `cargo build -p examples --bins` once per process (see [`locate`]).

@@ -65,14 +65,81 @@ fn short_bench_loses_nothing_with_actix_graceful() {
     let (ok, sent) = field(&ours, "slow_ok").split_once('/').expect("n/m");
     assert_eq!(ok, sent, "slow requests failed: {}", out.join("\n"));
     assert!(field(&ours, "requests").parse::<u64>().unwrap() > 1000);
-    for baseline in ["naive", "reuseport"] {
+    // nginx's binary upgrade is measured where nginx is installed (always under CI).
+    let nginx = std::path::Path::new("/usr/sbin/nginx").is_file();
+    if !nginx {
+        assert!(
+            std::env::var("CI").map_or(true, |v| v != "true"),
+            "CI must measure nginx: apt-get install nginx-light"
+        );
+        assert!(
+            out.iter().any(|l| l.starts_with("note: nginx skipped")),
+            "{}",
+            out.join("\n")
+        );
+    }
+    let mut names = vec!["graceful", "naive", "reuseport"];
+    if nginx {
+        names.push("nginx");
+    }
+    for &baseline in &names[1..] {
         let s = summary(&out, baseline);
         assert_eq!(field(&s, "restarts"), upgrades, "{}", out.join("\n"));
     }
-    for name in ["graceful", "naive", "reuseport"] {
+    for name in names {
         let svg = std::fs::read_to_string(dir.join(&format!("{name}.svg"))).expect("timeline");
         assert!(svg.starts_with("<svg") && svg.contains("polyline"));
     }
     assert!(out.iter().any(|l| l.starts_with("steady-state overhead")));
     assert!(out.iter().any(|l| l.starts_with("idle handoff")));
+}
+
+/// Run directly, as a user would run it against their own app: it needs only what the chosen
+/// strategies need, and says in one line what is missing.
+#[test]
+fn bench_needs_only_what_the_chosen_strategies_need() {
+    let _heavy = heavy_lock();
+    integration_tests::hello_bin();
+    let run = |strategies: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upgrade-bench"));
+        cmd.args([
+            "--strategies",
+            strategies,
+            "--upgrades",
+            "1",
+            "--seconds",
+            "1",
+        ])
+        .args(["--keepalive", "2", "--per-request", "0", "--slow", "0"])
+        .args(["--overhead-rounds", "1", "--idle-upgrades", "0"])
+        .env("HELLO_PLAIN_BIN", "/nonexistent/hello-plain");
+        integration_tests::run_output(cmd, Duration::from_secs(120)).expect("run upgrade-bench")
+    };
+    let (exit, out, err) = run("naive");
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(exit, Exit::Code(2), "{err}");
+    assert!(
+        err.lines().any(
+            |l| l.starts_with("upgrade-bench: binary `hello-plain` not found")
+                && l.contains("cargo build")
+                && l.contains("-p examples --bin hello-plain")
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+
+    let (exit, out, err) = run("graceful");
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(
+        exit,
+        Exit::Code(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&err)
+    );
+    assert!(out.contains("note: overhead comparison skipped"), "{out}");
+    assert!(
+        out.contains("summary strategy=graceful restarts=1 errors=0"),
+        "{out}"
+    );
 }

@@ -11,7 +11,10 @@
 //! - `naive`: SIGTERM the old process, then start a new one on the port (`hello-plain`,
 //!   plain actix `bind`), retrying while the port is still taken;
 //! - `reuseport`: start the new process with SO_REUSEPORT next to the old one, and SIGTERM
-//!   the old one once the new one serves (`hello-plain --reuseport`).
+//!   the old one once the new one serves (`hello-plain --reuseport`);
+//! - `nginx`: nginx's binary upgrade, the peer a user would pick instead (nginx answers
+//!   `pid=<worker pid>` itself from a config the bench writes; USR2 to the master, wait for
+//!   the new master's workers, QUIT the old master). Skipped with a message without nginx.
 //!
 //! Load: `--keepalive` keep-alive clients + `--per-request` connection-per-request clients
 //! (56 + 8 by default), each a thread driving the harness's raw HTTP/1.1 client, which never
@@ -53,7 +56,9 @@ usage: upgrade-bench [options]
   --think-ms MIN-MAX    instead: a random pause, uniform in MIN..MAX ms, before each request
   --timeout-ms MS       client connect/read/write timeout (5000; slow requests: + their time)
   --workers W           workers of the default servers (2)
-  --strategies LIST     comma-separated: graceful,naive,reuseport (all)
+  --strategies LIST     comma-separated: graceful,naive,reuseport,nginx (all; nginx is
+                        skipped when not installed)
+  --nginx PATH          the nginx binary (/usr/sbin/nginx)
   --drain-timeouts MS,... extra graceful runs with `--drain-timeout-ms MS` (default hello only)
   --port P              port on 127.0.0.1 (a free one)
   --cmd 'CMD ARGS'      the graceful server command; `{port}` is replaced. Default:
@@ -91,6 +96,7 @@ struct Args {
     timeout_ms: u64,
     workers: usize,
     strategies: Vec<String>,
+    nginx: PathBuf,
     drain_timeouts: Vec<u64>,
     port: u16,
     cmd: Option<String>,
@@ -119,7 +125,10 @@ fn parse_args() -> Args {
         pause_max_ms: 0,
         timeout_ms: 5000,
         workers: 2,
-        strategies: vec!["graceful".into(), "naive".into(), "reuseport".into()],
+        strategies: ["graceful", "naive", "reuseport", "nginx"]
+            .map(String::from)
+            .to_vec(),
+        nginx: PathBuf::from("/usr/sbin/nginx"),
         drain_timeouts: Vec::new(),
         port: 0,
         cmd: None,
@@ -170,6 +179,7 @@ fn parse_args() -> Args {
             "--timeout-ms" => a.timeout_ms = num(&k, v()),
             "--workers" => a.workers = num(&k, v()),
             "--strategies" => a.strategies = v().split(',').map(|s| s.trim().to_owned()).collect(),
+            "--nginx" => a.nginx = PathBuf::from(v()),
             "--drain-timeouts" => {
                 a.drain_timeouts = v()
                     .split(',')
@@ -202,7 +212,7 @@ fn parse_args() -> Args {
         }
     }
     for s in &a.strategies {
-        if !["graceful", "naive", "reuseport"].contains(&s.as_str()) {
+        if !["graceful", "naive", "reuseport", "nginx"].contains(&s.as_str()) {
             usage(&format!("unknown strategy {s:?}"));
         }
     }
@@ -224,6 +234,28 @@ fn parse_args() -> Args {
         a.port = integration_tests::free_port();
     }
     a
+}
+
+/// The failure line and exit status 2 for something a chosen strategy needs.
+fn missing(what: &str) -> ! {
+    eprintln!("upgrade-bench: {what}");
+    std::process::exit(2)
+}
+
+/// nginx serving what `hello` serves (`pid=<pid>` and `X-Pid`, the worker's pid), on
+/// 127.0.0.1:`port`, as a daemon (it ignores USR2 in the foreground) with everything under
+/// `dir`. Slow requests are answered at once: nginx has no sleep of its own.
+fn nginx_config(dir: &std::path::Path, port: u16, workers: usize) -> String {
+    let d = dir.display();
+    format!(
+        "daemon on;\nmaster_process on;\nworker_processes {workers};\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log notice;\nevents {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  default_type text/plain;\n  keepalive_timeout 5s;\n  \
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
+         add_header X-Pid $pid always;\n      return 200 \"pid=$pid\\n\";\n    }}\n  }}\n}}\n"
+    )
 }
 
 /// `template` split at whitespace, `{port}` replaced.
@@ -286,6 +318,7 @@ fn print_strategy(o: &Outcome, verbose: bool) {
             Kind::Graceful => "live upgrade by signal, listeners handed over",
             Kind::Naive => "SIGTERM, then start a new process",
             Kind::ReusePort => "new process with SO_REUSEPORT, then SIGTERM the old",
+            Kind::Nginx => "nginx binary upgrade: USR2, new master's workers up, QUIT the old",
         },
         o.strategy.cmd.join(" ")
     );
@@ -330,6 +363,7 @@ fn print_strategy(o: &Outcome, verbose: bool) {
         max(&ready),
         match o.strategy.kind {
             Kind::Graceful => "the library's log: signal handled → successor's ready byte",
+            Kind::Nginx => "USR2 → the new master runs its workers",
             _ => "trigger → the new process's ready line",
         }
     );
@@ -551,21 +585,47 @@ fn main() {
             bin.display()
         )
     };
-    let graceful_cmd = a
-        .cmd
-        .clone()
-        .unwrap_or_else(|| default_cmd(integration_tests::hello_bin(), ""));
+    // Each binary is looked for only when a chosen strategy needs it; a missing one is one
+    // line with the command that builds it, and exit status 2.
+    let wants = |name: &str| a.strategies.iter().any(|s| s == name);
+    let graceful_cmd = match &a.cmd {
+        Some(c) => c.clone(),
+        None if wants("graceful") => default_cmd(
+            integration_tests::bins::find("hello", "HELLO_BIN").unwrap_or_else(|e| missing(&e)),
+            "",
+        ),
+        None => String::new(),
+    };
+    let hello_plain = || integration_tests::bins::find("hello-plain", "HELLO_PLAIN_BIN");
     // A baseline: the command given, else hello-plain unless the user runs their own app.
-    let baseline = |given: &Option<String>, extra: &str| match (given, own_app) {
+    let baseline = |given: &Option<String>, extra: &str, needed: bool| match (given, own_app) {
         (Some(c), _) => Some(c.clone()),
         (None, true) => None,
-        (None, false) => Some(default_cmd(
-            integration_tests::bins::locate("hello-plain", "HELLO_PLAIN_BIN"),
+        (None, false) if needed => Some(default_cmd(
+            hello_plain().unwrap_or_else(|e| missing(&e)),
             extra,
         )),
+        (None, false) => None,
     };
-    let plain_cmd = baseline(&a.plain_cmd, "");
-    let reuseport_cmd = baseline(&a.reuseport_cmd, " --reuseport");
+    let plain_cmd = baseline(&a.plain_cmd, "", wants("naive"));
+    let reuseport_cmd = baseline(&a.reuseport_cmd, " --reuseport", wants("reuseport"));
+    // The overhead comparison is not a strategy: without hello-plain it is skipped.
+    let overhead_plain = match (
+        &plain_cmd,
+        own_app,
+        a.overhead_rounds > 0 && wants("graceful"),
+    ) {
+        (_, _, false) => None,
+        (Some(c), _, true) => Some(c.clone()),
+        (None, true, true) => None,
+        (None, false, true) => match hello_plain() {
+            Ok(p) => Some(default_cmd(p, "")),
+            Err(e) => {
+                println!("note: overhead comparison skipped: {e}");
+                None
+            }
+        },
+    };
     let load = Spec {
         target: target.clone(),
         keepalive: a.keepalive,
@@ -600,12 +660,45 @@ fn main() {
         if a.pause_max_ms > a.pause_ms { format!("{}-{} ms (random)", a.pause_ms, a.pause_max_ms) } else { format!("{} ms", a.pause_ms) },
         loadavg(), cpu_pressure()
     );
-    if !graceful_cmd.contains("/release/") && !own_app {
+    if wants("graceful") && !graceful_cmd.contains("/release/") && !own_app {
         println!("note: not a release build of the servers ({graceful_cmd})");
     }
 
     let mut strategies = Vec::new();
     for name in &a.strategies {
+        if name == "nginx" {
+            if !a.nginx.is_file() {
+                println!(
+                    "note: nginx skipped: {} not found (Debian: apt-get install nginx-light; \
+                     or --nginx PATH)",
+                    a.nginx.display()
+                );
+                continue;
+            }
+            let dir = std::env::current_dir()
+                .unwrap_or_default()
+                .join(&a.svg_dir)
+                .join("nginx");
+            let conf = dir.join("nginx.conf");
+            if let Err(e) = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&conf, nginx_config(&dir, a.port, a.workers)))
+            {
+                missing(&format!("cannot write {}: {e}", conf.display()));
+            }
+            let (d, c, e) = (dir.display(), conf.display(), dir.join("error.log"));
+            strategies.push(Strategy {
+                name: name.clone(),
+                kind: Kind::Nginx,
+                nginx: Some(strategy::NginxRun {
+                    pid_file: dir.join("nginx.pid"),
+                }),
+                cmd: command(
+                    &format!("{} -p {d} -e {} -c {c}", a.nginx.display(), e.display()),
+                    a.port,
+                ),
+            });
+            continue;
+        }
         let (kind, template) = match name.as_str() {
             "graceful" => (Kind::Graceful, Some(graceful_cmd.clone())),
             "naive" => (
@@ -618,6 +711,7 @@ fn main() {
             Some(t) => strategies.push(Strategy {
                 name: name.clone(),
                 kind,
+                nginx: None,
                 cmd: command(&t, a.port),
             }),
             None => println!("note: {name} skipped (give --reuseport-cmd)"),
@@ -627,6 +721,7 @@ fn main() {
                 strategies.push(Strategy {
                     name: format!("graceful-drain-timeout-{ms}ms"),
                     kind,
+                    nginx: None,
                     cmd: command(&format!("{graceful_cmd} --drain-timeout-ms {ms}"), a.port),
                 });
             }
@@ -719,7 +814,7 @@ fn main() {
         }
     }
 
-    if let (Some(plain), true) = (&plain_cmd, a.overhead_rounds > 0) {
+    if let Some(plain) = &overhead_plain {
         overhead(
             &a,
             &command(&graceful_cmd, a.port),

@@ -23,6 +23,18 @@ pub enum Kind {
     /// Start the new process (bound with SO_REUSEPORT) next to the old one, wait until it
     /// serves, then SIGTERM the old one.
     ReusePort,
+    /// nginx's binary upgrade: USR2 to the master starts a new master with the listening
+    /// sockets (its `NGINX` variable), wait until it runs workers, then QUIT the old master
+    /// (its workers finish what is in flight and close their idle keep-alive connections).
+    Nginx,
+}
+
+/// nginx's own processes: it runs as a daemon (nginx ignores USR2 in the foreground), so the
+/// master is found through its pid file.
+#[derive(Clone, Debug)]
+pub struct NginxRun {
+    /// `pid` in the config: the current master's pid (the old one's moves to `.oldbin`).
+    pub pid_file: std::path::PathBuf,
 }
 
 /// One strategy to run.
@@ -32,6 +44,8 @@ pub struct Strategy {
     pub name: String,
     /// What it does.
     pub kind: Kind,
+    /// nginx's pid file (`Kind::Nginx` only).
+    pub nginx: Option<NginxRun>,
     /// The server command, `{port}` already substituted.
     pub cmd: Vec<String>,
 }
@@ -253,9 +267,15 @@ struct Gens {
 /// Run `s` under load with `cfg.upgrades` restarts spread evenly over `cfg.seconds`.
 pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
     let first = spawn(&s.name, &s.cmd).map_err(|e| format!("cannot start {:?}: {e}", s.cmd))?;
-    wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
+    let cur = match &s.nginx {
+        Some(n) => nginx_started(&first, n, target, cfg)?,
+        None => {
+            wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
+            first.root()
+        }
+    };
     let mut gens = Gens {
-        cur: first.root(),
+        cur,
         families: vec![first],
     };
     let load = Load::start(
@@ -286,6 +306,7 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
             Kind::Graceful => graceful(&mut gens, cfg),
             Kind::Naive => naive(&mut gens, s, cfg).map(|r| (r, None)),
             Kind::ReusePort => reuseport(&mut gens, s, cfg).map(|r| (r, None)),
+            Kind::Nginx => nginx_upgrade(&mut gens, s, cfg).map(|r| (r, None)),
         };
         match result {
             Ok((ready_ms, sched)) => {
@@ -569,6 +590,96 @@ fn reuseport(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>,
     gens.cur = fam.root();
     gens.families.push(fam);
     Ok(Some((ready - t).as_secs_f64() * 1e3))
+}
+
+/// The pid in nginx's pid file, if it names a live process.
+fn nginx_master(n: &NginxRun) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(&n.pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    procfs::stat(pid)
+        .is_some_and(|s| s.state != 'Z')
+        .then_some(pid)
+}
+
+/// Waits until `master` runs at least one worker; registers them with `fam`.
+fn nginx_workers(fam: &ServerFamily, master: i32, deadline: Instant) -> Result<(), String> {
+    loop {
+        let workers = procfs::children_of(master);
+        if !workers.is_empty() {
+            for w in workers {
+                fam.add_pid(w);
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("nginx master {master} started no worker"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The first nginx: the launcher forks the daemon and exits; the master (an orphan, so a
+/// child of the bench, a subreaper) is read from the pid file and serves once `/` answers.
+fn nginx_started(
+    fam: &ServerFamily,
+    n: &NginxRun,
+    target: &Target,
+    cfg: &RunCfg,
+) -> Result<i32, String> {
+    let deadline = Instant::now() + cfg.step_timeout;
+    let master = loop {
+        if let Some(pid) = nginx_master(n) {
+            break pid;
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "nginx wrote no pid file {} with a live master:\n{}",
+                n.pid_file.display(),
+                fam.output_tail(10)
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    fam.add_pid(master);
+    nginx_workers(fam, master, deadline)?;
+    let probe = |_: i32| true;
+    integration_tests::http::wait_for_pid(target, "/", probe, cfg.step_timeout)
+        .ok_or_else(|| format!("nginx master {master}: / does not answer"))?;
+    Ok(master)
+}
+
+/// USR2 to the master; once a new master (its child) has written the pid file and runs
+/// workers, QUIT the old master.
+fn nginx_upgrade(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>, String> {
+    let n = s
+        .nginx
+        .as_ref()
+        .ok_or("nginx strategy without its pid file")?;
+    let fam = &gens.families[0];
+    let old = gens.cur;
+    let t = Instant::now();
+    if !signal(old, Signal::SIGUSR2) {
+        return Err(format!("nginx master {old} is gone"));
+    }
+    let deadline = t + cfg.step_timeout;
+    let new = loop {
+        match nginx_master(n) {
+            Some(pid) if pid != old => break pid,
+            _ if Instant::now() > deadline => {
+                return Err(format!("no new nginx master within {:?}", cfg.step_timeout))
+            }
+            _ => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    fam.add_pid(new);
+    nginx_workers(fam, new, deadline)?;
+    let ready = t.elapsed();
+    signal(old, Signal::SIGQUIT);
+    gens.cur = new;
+    Ok(Some(ready.as_secs_f64() * 1e3))
 }
 
 /// CPU time (user + system, all threads) `pid` has used, seconds.
