@@ -10,6 +10,7 @@
 //! - [`load`]: a bounded load generator and slow requests.
 //! - [`hello`]: starting `hello`, parsing its startup line, performing a live upgrade.
 //! - [`procfs`]: /proc readers (zombies, fds, listening sockets).
+//! - [`systemd`]: a real, private systemd user manager for the example units.
 //!
 //! Everything is bounded in time; everything talks to loopback only.
 
@@ -21,6 +22,7 @@ pub mod http;
 pub mod load;
 pub mod procfs;
 pub mod reaper;
+pub mod systemd;
 
 pub use family::{PidSet, ServerFamily};
 pub use http::{Client, FailKind, Failure, Response, Target};

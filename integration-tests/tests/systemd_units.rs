@@ -1,6 +1,7 @@
 //! The example units in `examples/systemd/`: checked by the real `systemd-analyze verify`
 //! (unknown keys, bad values, missing binaries, broken references between the units), and their
-//! `ExecStart=` command lines run for real: `hello.service`'s directly, the socket-activated
+//! `ExecStart=` command lines run for real: `hello.service`'s and `hello-handoff.service`'s
+//! directly (their `${VAR}`s expanded from `Environment=`, as systemd does), the socket-activated
 //! pair's under `systemd-socket-activate` with the `.socket` units' names.
 
 use integration_tests::activation::socket_activate;
@@ -24,13 +25,38 @@ fn unit(name: &str) -> String {
     std::fs::read_to_string(units_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// The arguments of the unit's `ExecStart=` after the binary.
-fn exec_args(unit_text: &str) -> Vec<String> {
+/// The unit's `Environment=` assignments (`KEY=VALUE`, space-separated, no quoting), with
+/// `overrides` applied on top.
+fn unit_env(unit_text: &str, overrides: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = unit_text
+        .lines()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .flat_map(|l| l.split_whitespace())
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for (k, v) in overrides {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_string(), v.clone()));
+    }
+    env
+}
+
+/// The arguments of the unit's `ExecStart=` after the binary, as systemd would pass them:
+/// `${KEY}` expanded from `env`, `%t` (the runtime directory) replaced by `runtime_dir`.
+fn exec_args(unit_text: &str, env: &[(String, String)], runtime_dir: &str) -> Vec<String> {
     let line = unit_text
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
         .expect("an ExecStart= line");
-    let mut words = line.split_whitespace().map(String::from);
+    let mut words = line.split_whitespace().map(|w| {
+        let mut w = w.replace("%t", runtime_dir);
+        for (k, v) in env {
+            w = w.replace(&format!("${{{k}}}"), v);
+        }
+        assert!(!w.contains("${"), "unexpanded variable in {w:?}");
+        w
+    });
     assert_eq!(words.next().as_deref(), Some(INSTALLED));
     words.collect()
 }
@@ -92,25 +118,52 @@ fn units_pass_systemd_analyze_verify() {
     );
 }
 
+/// `hello.service` (keeper mode) and `hello-handoff.service` run as their units say, with
+/// loopback addresses for their `Environment=` variables: they serve and write the pid file
+/// (the keeper's pid in keeper mode, the serving process's otherwise).
 #[test]
-fn hello_service_command_line_serves_and_writes_its_pid_file() {
+fn service_command_lines_serve_and_write_their_pid_files() {
+    for name in ["hello.service", "hello-handoff.service"] {
+        run_service_command_line(name);
+    }
+}
+
+fn run_service_command_line(name: &str) {
     let _g = heavy_lock();
     let dir = TempDir::new("unit-run");
     let port = free_port();
-    let pid_file = dir.join("hello.pid");
-    let args: Vec<String> = exec_args(&unit("hello.service"))
-        .into_iter()
-        .map(|a| match a.as_str() {
-            "0.0.0.0:8080" => format!("127.0.0.1:{port}"),
-            "/run/hello/hello.pid" => pid_file.display().to_string(),
-            _ => a,
-        })
-        .collect();
-    println!("hello {}", args.join(" "));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let h = Hello::start(&hello_bin(), &args);
+    let text = unit(name);
+    let env = unit_env(
+        &text,
+        &[
+            ("HELLO_LISTEN", format!("127.0.0.1:{port}")),
+            ("HELLO_PUBLIC", format!("127.0.0.1:{port}")),
+            ("HELLO_ADMIN", format!("127.0.0.1:{}", free_port())),
+        ],
+    );
+    let runtime_dir = dir.path().display().to_string();
+    let args = exec_args(&text, &env, &runtime_dir);
+    let pid_file = args
+        .iter()
+        .skip_while(|a| *a != "--pid-file")
+        .nth(1)
+        .map(PathBuf::from)
+        .expect("--pid-file");
+    std::fs::create_dir_all(pid_file.parent().unwrap()).expect("RuntimeDirectory=");
+    println!("{name}: {env:?} hello {}", args.join(" "));
+    let mut cmd = Command::new(hello_bin());
+    cmd.args(&args).envs(env.iter().map(|(k, v)| (k, v)));
+    let h = Hello::start_cmd("hello", cmd);
+    let keeper = args.iter().any(|a| a == "--keeper");
     let r = get_once(&h.target, "/", T).expect("GET /");
-    assert_eq!((r.status, r.pid), (200, Some(h.pid())));
+    assert_eq!(r.status, 200);
+    // In keeper mode a generation (the keeper's child) answers; otherwise the process itself.
+    assert_eq!(
+        r.pid == Some(h.pid()),
+        !keeper,
+        "{name}: answered by {:?}",
+        r.pid
+    );
     // Written once serving, just after the start-up line.
     let deadline = std::time::Instant::now() + T;
     let written = loop {
@@ -146,7 +199,9 @@ fn socket_activated_units_hand_hello_its_named_sockets() {
         name_of("hello-public.socket"),
         name_of("hello-admin.socket")
     );
-    let args: Vec<String> = exec_args(&unit("hello-activated.service"))
+    let text = unit("hello-activated.service");
+    let env = unit_env(&text, &[]);
+    let args: Vec<String> = exec_args(&text, &env, "/run")
         .into_iter()
         // Different ports than the unit's fallbacks: only the names can find the sockets.
         .map(|a| a.replace("8080", "1").replace("8081", "2"))

@@ -660,6 +660,22 @@ fn nginx_upgrade(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f
         .ok_or("nginx strategy without its pid file")?;
     let fam = &gens.families[0];
     let old = gens.cur;
+    // nginx ignores USR2 while the master it replaced still runs ("signal 12 (SIGUSR2)
+    // received, ignoring"): wait, as an operator must, until the previous old master (named by
+    // `nginx.pid.oldbin` while it lives) is gone.
+    let oldbin = NginxRun {
+        pid_file: n.pid_file.with_extension("pid.oldbin"),
+    };
+    let deadline = Instant::now() + cfg.step_timeout;
+    while nginx_master(&oldbin).is_some() {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the previous nginx master is still draining after {:?}",
+                cfg.step_timeout
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let t = Instant::now();
     if !signal(old, Signal::SIGUSR2) {
         return Err(format!("nginx master {old} is gone"));
