@@ -10,6 +10,9 @@
 //!   predecessor), validating each before owning it, and binds fresh ones only when nothing
 //!   matching was handed over. TCP and Unix sockets; [`Binding::bind`] yields plain listeners
 //!   for actix's TLS `listen_*` methods.
+//! - Other inherited fds (UDP sockets, FIFOs, memfds from the fd store) are the app's to claim
+//!   by name with [`take_udp`] / [`take_fd`]; [`register_fd`] hands a socket the app made to
+//!   successors too. Nothing unclaimed is closed unless the app calls [`close_unclaimed`].
 //! - [`run`] (or [`Graceful::run`] for configuration) runs the server. On `SIGUSR2` it starts
 //!   the binary at the path the process was started from with the same arguments, hands it the
 //!   listeners by the same standard protocol, waits until it reports that it serves, and only
@@ -133,6 +136,8 @@ pub use bind::{Binding, GracefulBind, Listener};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
 pub use health::{readiness, state, State};
+#[cfg(unix)]
+pub use inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
 pub use registry::ListenerInfo;
@@ -141,7 +146,8 @@ pub use server::{run, Graceful, UpgradeHandle};
 pub use settings::Settings;
 
 /// The listeners this process serves through `graceful_bind*`, in bind order, with their real
-/// addresses and whether each was inherited.
+/// addresses and whether each was inherited. A dropped server's listeners are not among them
+/// (nor handed to a successor).
 ///
 /// # Examples
 ///
