@@ -88,7 +88,9 @@ impl Binding {
         }
     }
 
-    /// Listens on a Unix-domain socket at `path`.
+    /// Listens on a Unix-domain socket at `path`. `@name` is a name in Linux's abstract
+    /// namespace (no file; as in `NOTIFY_SOCKET`, and as [`ListenAddr`](crate::ListenAddr)
+    /// shows it); write `./@name` for a file of that name.
     pub fn uds(path: impl AsRef<Path>) -> Self {
         Binding {
             target: Target::Unix(path.as_ref().to_owned()),
@@ -221,7 +223,7 @@ mod unix {
     use super::{Binding, Listener, Target};
     use crate::{
         addr::ListenAddr,
-        inherit::{self, Wanted, UNKNOWN_NAME},
+        inherit::{self, Taken, Wanted, UNKNOWN_NAME},
         registry, Error,
     };
 
@@ -233,7 +235,7 @@ mod unix {
             }
             .into());
         }
-        let bound = match &binding.target {
+        let wanted: Vec<ListenAddr> = match &binding.target {
             Target::Tcp(Err(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
             Target::Tcp(Ok(addrs)) if addrs.is_empty() => {
                 return Err(io::Error::new(
@@ -241,24 +243,36 @@ mod unix {
                     "the address resolved to nothing",
                 ))
             }
-            Target::Tcp(Ok(addrs)) => addrs
-                .iter()
-                .map(|&addr| {
-                    take_or(name, ListenAddr::Tcp(addr), || {
-                        fresh_tcp(addr, binding.backlog, binding.only_v6)
-                    })
-                })
-                .collect::<io::Result<Vec<_>>>()?,
-            Target::Unix(path) => vec![take_or(name, ListenAddr::Unix(path.clone()), || {
-                fresh_unix(path, binding.backlog)
-            })?],
+            Target::Tcp(Ok(addrs)) => addrs.iter().copied().map(ListenAddr::Tcp).collect(),
+            Target::Unix(path) => vec![ListenAddr::Unix(path.clone())],
         };
+        let mut bound = Vec::with_capacity(wanted.len());
+        for want in wanted {
+            let result = take_or(name, want, |want| match want {
+                ListenAddr::Tcp(addr) => fresh_tcp(*addr, binding.backlog, binding.only_v6),
+                ListenAddr::Unix(path) => fresh_unix(path, binding.backlog),
+            });
+            match result {
+                Ok(b) => bound.push(b),
+                Err(err) => {
+                    give_back(bound);
+                    return Err(err);
+                }
+            }
+        }
         // Register only once every address is bound, so a failed call leaves no listener
         // behind that actix never serves but a successor would inherit.
-        let dups = bound
+        let dups = match bound
             .iter()
             .map(|b| b.fd.try_clone())
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<io::Result<Vec<_>>>()
+        {
+            Ok(dups) => dups,
+            Err(err) => {
+                give_back(bound);
+                return Err(err);
+            }
+        };
         Ok(bound
             .into_iter()
             .zip(dups)
@@ -266,7 +280,11 @@ mod unix {
                 log::info!(
                     "listening on {} ({}, fd {}{})",
                     b.addr,
-                    if b.inherited { "inherited" } else { "bound" },
+                    match b.origin {
+                        Origin::Inherited => "inherited",
+                        Origin::Reclaimed { .. } => "taken back from a dropped server",
+                        Origin::Fresh => "bound",
+                    },
                     b.fd.as_raw_fd(),
                     b.name
                         .as_deref()
@@ -274,7 +292,12 @@ mod unix {
                         .unwrap_or_default()
                 );
                 let tcp = matches!(b.addr, ListenAddr::Tcp(_));
-                registry::register(b.name, b.addr, b.inherited, dup);
+                let inherited = match b.origin {
+                    Origin::Inherited => true,
+                    Origin::Reclaimed { inherited } => inherited,
+                    Origin::Fresh => false,
+                };
+                registry::register(b.name, b.addr, inherited, b.fd.as_raw_fd(), dup);
                 if tcp {
                     Listener::Tcp(TcpListener::from(b.fd))
                 } else {
@@ -284,42 +307,89 @@ mod unix {
             .collect())
     }
 
+    /// Where a listener came from.
+    #[derive(Debug, Clone, Copy)]
+    enum Origin {
+        /// Handed over to this process (systemd, or a predecessor).
+        Inherited,
+        /// Ours already: the listener of a dropped server, taken back.
+        Reclaimed { inherited: bool },
+        /// Bound by this call.
+        Fresh,
+    }
+
     /// A listener taken over or freshly bound, not yet registered.
     struct Bound {
         fd: OwnedFd,
         addr: ListenAddr,
         name: Option<String>,
-        inherited: bool,
+        origin: Origin,
+        /// The name it was inherited under (for a put-back).
+        inherited_name: String,
     }
 
-    /// Takes the inherited socket for `wanted`, else binds one with `fresh`.
+    /// A bind call failed after it took some sockets: the inherited ones go back to the
+    /// inherited set and the reclaimed ones to the registry, unclaimed and open, so a later
+    /// call (the app's fallback) and later generations still get them. Fresh ones are closed.
+    fn give_back(bound: Vec<Bound>) {
+        for b in bound {
+            match b.origin {
+                Origin::Inherited => inherit::put_back(Taken {
+                    fd: b.fd,
+                    name: b.inherited_name,
+                    addr: b.addr,
+                }),
+                Origin::Reclaimed { inherited } => registry::restore(registry::Reclaimed {
+                    fd: b.fd,
+                    info: registry::ListenerInfo::new(b.name, b.addr, inherited),
+                }),
+                Origin::Fresh => drop(b.fd),
+            }
+        }
+    }
+
+    /// Takes the inherited socket for `wanted`, else the one of a dropped server, else binds
+    /// one with `fresh`.
     fn take_or(
         name: Option<&str>,
         wanted: ListenAddr,
-        fresh: impl FnOnce() -> io::Result<Socket>,
+        fresh: impl FnOnce(&ListenAddr) -> io::Result<Socket>,
     ) -> io::Result<Bound> {
         let taken = inherit::take(&Wanted {
             name,
             addr: &wanted,
         })?;
-        Ok(match taken {
-            Some(taken) => Bound {
+        if let Some(taken) = taken {
+            return Ok(Bound {
                 name: name
                     .map(str::to_owned)
-                    .or((taken.name != UNKNOWN_NAME).then_some(taken.name)),
+                    .or((taken.name != UNKNOWN_NAME).then(|| taken.name.clone())),
                 fd: taken.fd,
                 addr: taken.addr,
-                inherited: true,
-            },
-            None => {
-                let socket = fresh().map_err(|e| Error::bind(&wanted, &e))?;
-                Bound {
-                    addr: local_addr(&socket).unwrap_or(wanted),
-                    fd: OwnedFd::from(socket),
-                    name: name.map(str::to_owned),
-                    inherited: false,
-                }
-            }
+                origin: Origin::Inherited,
+                inherited_name: taken.name,
+            });
+        }
+        if let Some(back) = registry::reclaim(name, &wanted) {
+            return Ok(Bound {
+                name: name
+                    .map(str::to_owned)
+                    .or(back.info.name().map(str::to_owned)),
+                addr: back.info.addr().clone(),
+                origin: Origin::Reclaimed {
+                    inherited: back.info.is_inherited(),
+                },
+                fd: back.fd,
+                inherited_name: String::new(),
+            });
+        }
+        let socket = fresh(&wanted).map_err(|e| Error::bind(&wanted, &e))?;
+        Ok(Bound {
+            addr: local_addr(&socket).unwrap_or(wanted),
+            fd: OwnedFd::from(socket),
+            name: name.map(str::to_owned),
+            origin: Origin::Fresh,
+            inherited_name: String::new(),
         })
     }
 
@@ -328,7 +398,17 @@ mod unix {
         if let Some(sa) = addr.as_socket() {
             return Some(ListenAddr::Tcp(sa));
         }
-        addr.as_pathname().map(|p| ListenAddr::Unix(p.to_owned()))
+        if let Some(p) = addr.as_pathname() {
+            return Some(ListenAddr::Unix(p.to_owned()));
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(name) = addr.as_abstract_namespace() {
+            use std::os::unix::ffi::OsStrExt as _;
+            let mut p = std::ffi::OsString::from("@");
+            p.push(std::ffi::OsStr::from_bytes(name));
+            return Some(ListenAddr::Unix(p.into()));
+        }
+        None
     }
 
     /// As actix's own `bind`: SO_REUSEADDR, then listen with `backlog`. Close-on-exec.
@@ -349,6 +429,9 @@ mod unix {
     /// (a crashed previous run); a live one is an `AddrInUse` error, never stolen.
     fn fresh_unix(path: &Path, backlog: u32) -> io::Result<Socket> {
         use std::os::unix::fs::FileTypeExt as _;
+        if let Some(name) = abstract_name(path) {
+            return fresh_abstract(name?, backlog);
+        }
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if !meta.file_type().is_socket() {
                 return Err(io::Error::new(
@@ -375,6 +458,36 @@ mod unix {
         }
         let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
         socket.bind(&SockAddr::unix(path)?)?;
+        socket.listen(backlog_i32(backlog))?;
+        socket.set_nonblocking(true)?;
+        Ok(socket)
+    }
+
+    /// `@name`: the abstract namespace, as in `NOTIFY_SOCKET` and [`ListenAddr`]. `None` for a
+    /// path; an error where there is no abstract namespace (not Linux). A file whose name
+    /// starts with `@` is still reachable as `./@name`.
+    fn abstract_name(path: &Path) -> Option<io::Result<&[u8]>> {
+        use std::os::unix::ffi::OsStrExt as _;
+        let name = path.as_os_str().as_bytes().strip_prefix(b"@")?;
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            Some(Ok(name))
+        } else {
+            Some(Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "`@name` is a Linux abstract socket name; for a file named so, write ./@name",
+            )))
+        }
+    }
+
+    /// Binds the abstract name `name` (no file; it disappears with the last descriptor).
+    fn fresh_abstract(name: &[u8], backlog: u32) -> io::Result<Socket> {
+        use std::os::unix::ffi::OsStrExt as _;
+        // socket2 reads a path that starts with NUL as an abstract name.
+        let mut raw = vec![0u8];
+        raw.extend_from_slice(name);
+        let addr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))?;
+        let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None)?;
+        socket.bind(&addr)?;
         socket.listen(backlog_i32(backlog))?;
         socket.set_nonblocking(true)?;
         Ok(socket)
@@ -592,6 +705,7 @@ impl<T: HttpServerExt> GracefulBind for T {
 mod tests {
     use super::*;
     use crate::ListenAddr;
+    use std::net::SocketAddr;
 
     #[test]
     fn a_name_systemd_would_reject_is_refused_before_binding() {
@@ -616,6 +730,153 @@ mod tests {
             .expect("registered");
         assert_eq!(info.name(), Some("itest"));
         assert!(!info.is_inherited());
+    }
+
+    /// The socket behind a descriptor, as `/proc` names it (`socket:[inode]`).
+    fn socket_of(fd: i32) -> String {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Issue 12, 7b: a dropped `HttpServer`'s listener no longer goes to a successor, and a
+    /// rebuilt server on the same address gets the very same socket back (before: the dropped
+    /// one stayed in the handoff set, and the rebuild failed with "address in use" against the
+    /// registry's own duplicate).
+    #[test]
+    fn a_dropped_server_is_not_handed_over_and_a_rebuilt_one_gets_its_socket_back() {
+        use actix_web::{App, HttpServer};
+        let name = "rebuilt-server";
+        let server = HttpServer::new(App::new)
+            .graceful_bind_named(name, "127.0.0.1:0")
+            .unwrap();
+        let ours = |name: &str| {
+            crate::registry::handoff_set()
+                .into_iter()
+                .filter(|(_, n)| n == name)
+                .map(|(fd, _)| socket_of(fd))
+                .collect::<Vec<_>>()
+        };
+        let addr = crate::listeners()
+            .into_iter()
+            .find(|l| l.name() == Some(name))
+            .map(|l| l.addr().clone())
+            .unwrap();
+        let before = ours(name);
+        assert_eq!(before.len(), 1);
+        drop(server);
+        assert!(
+            crate::listeners().iter().all(|l| l.name() != Some(name)),
+            "dropped: no longer listed"
+        );
+
+        let other = HttpServer::new(App::new)
+            .graceful_bind("127.0.0.1:0")
+            .unwrap();
+        drop(other); // a dropped server with nothing to take back
+        let ListenAddr::Tcp(sa) = addr else {
+            panic!("tcp")
+        };
+        let server = HttpServer::new(App::new).graceful_bind_named(name, sa);
+        let server = server.expect("the rebuilt server binds the same address");
+        assert_eq!(ours(name), before, "the same socket, taken back");
+        drop(server);
+        assert_eq!(ours(name), Vec::<String>::new(), "dropped: not handed over");
+        let free = std::net::TcpListener::bind(sa);
+        assert!(free.is_ok(), "pruned: the port is free again ({free:?})");
+    }
+
+    /// Issue 12, 7a (child side): run by the parent with fd 3 = a listener at 127.0.0.1:P
+    /// (`LISTEN_FDS=1`) while it holds 127.0.0.2:P itself.
+    #[test]
+    fn child_multi_address_bind_fails_after_claiming() {
+        let Ok(port) = std::env::var("AG_7A_PORT") else {
+            return;
+        };
+        let port: u16 = port.parse().unwrap();
+        let a1: SocketAddr = ([127, 0, 0, 1], port).into();
+        let a2: SocketAddr = ([127, 0, 0, 2], port).into();
+        let err = Binding::tcp(&[a1, a2][..]).bind().unwrap_err();
+        println!("\nAG7A first {:?}", err.kind());
+        let fallback = Binding::tcp(a1).bind();
+        match fallback {
+            Ok(ls) => {
+                let Listener::Tcp(l) = &ls[0] else {
+                    panic!("tcp")
+                };
+                let info = crate::listeners();
+                println!(
+                    "AG7A fallback {} inherited={}",
+                    socket_of(std::os::fd::AsRawFd::as_raw_fd(l)),
+                    info.iter().any(|i| i.is_inherited())
+                );
+            }
+            Err(err) => println!("AG7A fallback error {err}"),
+        }
+    }
+
+    /// Issue 12, 7a: an address resolving to several (127.0.0.1:P, 127.0.0.2:P), the first
+    /// inherited, the second in use: the call fails, and the inherited socket is put back, so
+    /// the app's fallback bind of 127.0.0.1:P gets that same socket (before: it was closed, and
+    /// the fallback could only bind afresh or, with the socket still held elsewhere, fail).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_failed_multi_address_bind_puts_the_inherited_socket_back() {
+        if std::env::var_os("AG_7A_PORT").is_some() {
+            return;
+        }
+        let inherited = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = inherited.local_addr().unwrap().port();
+        let _blocker = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
+        let want = socket_of(std::os::fd::AsRawFd::as_raw_fd(&inherited));
+        let port_text = port.to_string();
+        let out = crate::inherit::child::run(
+            "bind::tests::child_multi_address_bind_fails_after_claiming",
+            &[("LISTEN_FDS", "1"), ("AG_7A_PORT", &port_text)],
+            Some(("", "")),
+            &[std::os::fd::AsRawFd::as_raw_fd(&inherited)],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = |tag: &str| {
+            text.lines()
+                .find_map(|l| l.split_once(tag).map(|(_, r)| r.to_owned()))
+                .unwrap_or_else(|| panic!("no {tag} in\n{text}"))
+        };
+        assert_eq!(line("AG7A first "), "AddrInUse");
+        assert_eq!(
+            line("AG7A fallback "),
+            format!("{want} inherited=true"),
+            "the fallback gets the inherited socket"
+        );
+    }
+
+    /// Issue 12, 7d: `@name` is Linux's abstract namespace, as in `NOTIFY_SOCKET` and
+    /// `ListenAddr`: no file appears, and the address reads back as `@name`.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_at_name_binds_the_abstract_namespace() {
+        let name = format!("@ag-bind-test-{}", std::process::id());
+        let cwd_file = std::path::Path::new(&name);
+        let listeners = Binding::uds(&name).bind().unwrap();
+        let Listener::Unix(l) = &listeners[0] else {
+            panic!("unix")
+        };
+        assert!(
+            !cwd_file.exists(),
+            "no file named {name} in the working directory"
+        );
+        let addr = l.local_addr().unwrap();
+        use std::os::linux::net::SocketAddrExt as _;
+        assert_eq!(
+            addr.as_abstract_name(),
+            Some(&name.as_bytes()[1..]),
+            "{addr:?}"
+        );
+        assert!(crate::listeners()
+            .iter()
+            .any(|i| i.addr() == &ListenAddr::Unix(name.clone().into())));
+        let err = Binding::uds(&name).bind().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     }
 
     #[test]

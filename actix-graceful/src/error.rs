@@ -48,6 +48,13 @@ pub enum Error {
         /// The descriptor number.
         fd: i32,
     },
+    /// `LISTEN_FDS` names a descriptor that did not come through `exec`: it is close-on-exec, so
+    /// this process opened it (the count is larger than what was passed) or another library
+    /// took it over already.
+    FdNotInherited {
+        /// The descriptor number.
+        fd: i32,
+    },
     /// An inherited descriptor is not a socket.
     NotASocket {
         /// The descriptor number.
@@ -60,6 +67,16 @@ pub enum Error {
         /// The descriptor number.
         fd: i32,
         /// Its type, e.g. `"a datagram (UDP) socket"`.
+        found: &'static str,
+    },
+    /// The inherited descriptor claimed as a UDP socket ([`take_udp`](crate::take_udp)) is
+    /// something else.
+    NotAUdpSocket {
+        /// The descriptor number.
+        fd: i32,
+        /// Its name from `LISTEN_FDNAMES`.
+        name: String,
+        /// What it is instead, e.g. `"a stream socket"`.
         found: &'static str,
     },
     /// An inherited stream socket is not listening (e.g. a connected TCP stream).
@@ -135,12 +152,21 @@ impl fmt::Display for Error {
                 "LISTEN_FDNAMES holds the invalid name {name:?} (printable ASCII, at most 255 bytes)"
             ),
             Error::FdNotOpen { fd } => write!(f, "LISTEN_FDS names fd {fd}, which is not open"),
+            Error::FdNotInherited { fd } => write!(
+                f,
+                "LISTEN_FDS names fd {fd}, which this process did not inherit (it is \
+                 close-on-exec: opened here, or already taken over by another library)"
+            ),
             Error::NotASocket { fd, found } => {
                 write!(f, "inherited fd {fd} is not a socket but {found}")
             }
             Error::NotAStreamSocket { fd, found } => {
                 write!(f, "inherited fd {fd} is not a stream socket but {found}")
             }
+            Error::NotAUdpSocket { fd, name, found } => write!(
+                f,
+                "inherited fd {fd} (name {name:?}) is not a UDP socket but {found}"
+            ),
             Error::NotListening { fd } => write!(
                 f,
                 "inherited fd {fd} is a stream socket that is not listening (a connected stream?)"

@@ -1,6 +1,7 @@
-//! Checks on raw file descriptors: is it open, is it a listening stream socket, of which family
-//! and address. Only queries: nothing here takes ownership of, changes or closes a descriptor,
-//! except [`prepare`], which is called once the descriptor is ours.
+//! Checks on raw file descriptors: is it open, is it a listening stream socket (or a UDP socket),
+//! of which family and address, which file is it. Only queries: nothing here takes ownership
+//! of, changes or closes a descriptor, except [`prepare`], which is called once the descriptor
+//! is ours.
 
 use std::{
     os::{
@@ -34,6 +35,15 @@ pub(crate) struct Probe {
 pub(crate) fn is_open(fd: RawFd) -> bool {
     // F_GETFD only reads the descriptor flags; EBADF means "not open".
     fcntl(fd, FcntlArg::F_GETFD) != Err(Errno::EBADF)
+}
+
+/// Whether `fd` is marked close-on-exec. A descriptor inherited across `exec` never is (the
+/// `exec` would have closed it); one this process opened since almost always is (Rust's std,
+/// mio and tokio open everything with `O_CLOEXEC`), and so is one another library already took
+/// over (libsystemd's `sd_listen_fds` sets it).
+pub(crate) fn is_cloexec(fd: RawFd) -> bool {
+    fcntl(fd, FcntlArg::F_GETFD)
+        .is_ok_and(|f| FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC))
 }
 
 /// Checks that `fd` is a listening stream socket and returns its local address.
@@ -109,6 +119,75 @@ pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
         }
     };
     Ok(Probe { addr })
+}
+
+/// Checks that `fd` is a UDP socket (datagram, IPv4 or IPv6) and returns its local address.
+///
+/// # Errors
+/// [`Error::NotAUdpSocket`] naming what it is instead, or [`Error::Os`] when a query fails.
+pub(crate) fn probe_udp(fd: RawFd, name: &str) -> Result<std::net::SocketAddr, Error> {
+    let not_udp = |found: &'static str| Error::NotAUdpSocket {
+        fd,
+        name: name.to_owned(),
+        found,
+    };
+    let stat = fstat(fd).map_err(|e| Error::os("fstat", fd, e))?;
+    let file_type = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    if file_type != SFlag::S_IFSOCK {
+        return Err(not_udp(describe_file_type(file_type)));
+    }
+    // SAFETY: `fd` is open (fstat succeeded) and is only borrowed for these queries.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let sock_type = getsockopt(&borrowed, sockopt::SockType)
+        .map_err(|e| Error::os("getsockopt(SO_TYPE)", fd, e))?;
+    if sock_type != SockType::Datagram {
+        return Err(not_udp(match sock_type {
+            SockType::Stream => "a stream socket",
+            other => describe_sock_type(other),
+        }));
+    }
+    let addr: SockaddrStorage = getsockname(fd).map_err(|e| Error::os("getsockname", fd, e))?;
+    addr.as_sockaddr_in()
+        .map(|a| std::net::SocketAddr::V4((*a).into()))
+        .or_else(|| {
+            addr.as_sockaddr_in6()
+                .map(|a| std::net::SocketAddr::V6((*a).into()))
+        })
+        .ok_or_else(|| not_udp("a datagram socket of another family (Unix?)"))
+}
+
+/// Which file `fd` refers to: device and inode (unique per socket, memfd or pipe). Tells whether
+/// a descriptor number still refers to the file it did when it was registered.
+#[allow(clippy::unnecessary_cast)] // dev_t and ino_t are u64 on Linux only
+pub(crate) fn identity(fd: RawFd) -> Result<(u64, u64), Errno> {
+    fstat(fd).map(|st| (st.st_dev as u64, st.st_ino as u64))
+}
+
+/// What `fd` is, for log lines: `"a listening socket at 127.0.0.1:80"`, `"a UDP socket at
+/// 127.0.0.1:53"`, `"a pipe"`...
+pub(crate) fn describe(fd: RawFd) -> String {
+    if let Ok(probe) = probe(fd) {
+        return format!("a listening socket at {}", probe.addr);
+    }
+    if let Ok(addr) = probe_udp(fd, "") {
+        return format!("a UDP socket at {addr}");
+    }
+    match fstat(fd) {
+        Ok(st) => {
+            let t = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if t != SFlag::S_IFSOCK {
+                return describe_file_type(t).to_owned();
+            }
+            // SAFETY: `fd` is open (fstat succeeded) and is only borrowed for this query.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            match getsockopt(&borrowed, sockopt::SockType) {
+                Ok(SockType::Stream) => "a stream socket that is not listening".to_owned(),
+                Ok(other) => describe_sock_type(other).to_owned(),
+                Err(_) => "a socket".to_owned(),
+            }
+        }
+        Err(_) => "not open".to_owned(),
+    }
 }
 
 /// Makes a descriptor we now own ready for actix: non-blocking (tokio requires it) and
@@ -239,6 +318,26 @@ mod tests {
         let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let err = probe(s.as_raw_fd()).unwrap_err();
         assert_eq!(err, Error::NotListening { fd: s.as_raw_fd() });
+    }
+
+    #[test]
+    fn udp_probe_accepts_udp_only_and_identity_tells_files_apart() {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(
+            probe_udp(u.as_raw_fd(), "dns").unwrap(),
+            u.local_addr().unwrap()
+        );
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = probe_udp(l.as_raw_fd(), "dns").unwrap_err();
+        assert!(err.to_string().contains("a stream socket"), "{err}");
+        assert!(err.to_string().contains("\"dns\""), "{err}");
+        let (a, _b) = UnixDatagram::pair().unwrap();
+        assert!(probe_udp(a.as_raw_fd(), "x").is_err());
+        let dup = u.try_clone().unwrap();
+        assert_eq!(identity(u.as_raw_fd()), identity(dup.as_raw_fd()));
+        assert_ne!(identity(u.as_raw_fd()), identity(l.as_raw_fd()));
+        assert!(describe(u.as_raw_fd()).starts_with("a UDP socket at 127.0.0.1:"));
+        assert!(describe(l.as_raw_fd()).starts_with("a listening socket at"));
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //!   predecessor), validating each before owning it, and binds fresh ones only when nothing
 //!   matching was handed over. TCP and Unix sockets; [`Binding::bind`] yields plain listeners
 //!   for actix's TLS `listen_*` methods.
+//! - Other inherited fds (UDP sockets, FIFOs, memfds from the fd store) are the app's to claim
+//!   by name with [`take_udp`] / [`take_fd`]; [`register_fd`] hands a socket the app made to
+//!   successors too. Nothing unclaimed is closed unless the app calls [`close_unclaimed`].
 //! - [`run`] (or [`Graceful::run`] for configuration) runs the server. On `SIGUSR2` it starts
 //!   the binary at the path the process was started from with the same arguments, hands it the
 //!   listeners by the same standard protocol, waits until it reports that it serves, and only
@@ -44,23 +47,32 @@
 //!
 //! # Deployment
 //!
-//! - systemd: `READY=1`, `RELOADING=1`, `MAINPID=<successor>` relayed by the old process,
-//!   `STATUS=` with the generation, so `Type=notify-reload` + `ReloadSignal=SIGUSR2` makes
-//!   `systemctl reload` a live upgrade; [`Graceful::fd_store`] keeps the sockets in systemd's
-//!   fd store across crashes and restarts.
+//! - systemd: `READY=1`, `RELOADING=1`, `MAINPID=`, and `STATUS=` with the generation.
+//!   Recommended: keeper mode ([`Graceful::keeper`]), so the main pid never changes and
+//!   `systemctl stop` waits for the drain. A plain handoff moves `MAINPID=` to a process that
+//!   is not systemd's child, which systemd neither waits for on stop nor hears without
+//!   `NotifyAccess=all`: its unit needs `NotifyAccess=all` and an `ExecStop=` that waits. The
+//!   units in the repository's `examples/systemd/` are the ones the tests run under a real
+//!   systemd, with what each systemd version needs. [`Graceful::fd_store`] keeps the sockets
+//!   in systemd's fd store across crashes and restarts.
 //! - Supervisors: [`Graceful::pid_file`] (atomic, follows the serving process), or
 //!   [`Graceful::keeper`] when the supervised pid must not change.
 //! - Kubernetes and load balancers: [`Graceful::pre_stop_delay`] keeps serving after SIGTERM
 //!   while [`readiness`] (mount it as the readiness probe) answers 503.
 //! - Configuration changes: [`Graceful::successor_env_file`] is re-read at every upgrade and
 //!   set over the successor's environment.
+//! - Operators' knobs: [`Graceful::with_env`] applies `ACTIX_GRACEFUL_UPGRADE_TIMEOUT`,
+//!   `_DRAIN_TIMEOUT`, `_SHUTDOWN_TIMEOUT`, `_PRE_STOP_DELAY`, `_PID_FILE` and `_KEEPER_MODE`
+//!   over the builder's values, and [`Graceful::with_settings`] the same [`Settings`] from the
+//!   application's own configuration (`serde` feature).
 //!
 //! # Long-lived connections
 //!
 //! Streams, server-sent events and WebSockets are not moved by `Connection: close`. Await
 //! [`draining()`] (or take a [`Draining`] extractor) in the handler and end the stream when it
 //! resolves: the client reconnects (SSE: with `Last-Event-ID`) and lands on the successor.
-//! Connections still open when [`Graceful::shutdown_timeout`] ends are closed by force.
+//! Such a connection holds the old process until [`Graceful::drain_timeout`]; connections
+//! still open when [`Graceful::shutdown_timeout`] ends after that are closed by force.
 //!
 //! HTTP/2: actix-http's HTTP/2 dispatcher (actix-http 3.x, `h2/dispatcher.rs`) never sends
 //! GOAWAY on a graceful stop, and exposes no hook to make it. An open HTTP/2 connection stays
@@ -77,6 +89,7 @@
 //!   picks the crypto provider, e.g. rustls' `ring`).
 //! - `openssl`: `GracefulBind::graceful_bind_openssl` (actix-web's `openssl`; system OpenSSL).
 //! - `http2`: `h2` by ALPN on the TLS binders, and `GracefulBind::graceful_bind_auto_h2c`.
+//! - `serde`: `Deserialize` for [`Settings`] (durations as text: `"30s"`, `"500ms"`).
 //!
 //! Each process builds its TLS configuration itself: only the listening socket crosses an
 //! upgrade, so upgrading is also how a renewed certificate goes live.
@@ -86,7 +99,7 @@
 //! `graceful_bind` is a plain `bind` and [`run`] just runs the server.
 
 #![warn(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addr;
 mod bind;
@@ -112,6 +125,7 @@ mod process;
 mod registry;
 #[cfg(unix)]
 mod server;
+mod settings;
 #[cfg(unix)]
 mod signals;
 #[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
@@ -123,15 +137,18 @@ pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
 pub use health::{readiness, state, State};
 #[cfg(unix)]
+pub use inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 pub use keeper::KeeperExit;
 pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
 pub use registry::ListenerInfo;
 #[cfg(unix)]
 pub use server::{run, Graceful, UpgradeHandle};
+pub use settings::Settings;
 
 /// The listeners this process serves through `graceful_bind*`, in bind order, with their real
-/// addresses and whether each was inherited.
+/// addresses and whether each was inherited. A dropped server's listeners are not among them
+/// (nor handed to a successor).
 ///
 /// # Examples
 ///
@@ -149,3 +166,9 @@ pub use server::{run, Graceful, UpgradeHandle};
 pub fn listeners() -> Vec<ListenerInfo> {
     registry::snapshot()
 }
+
+/// The README's Rust code blocks, compiled by `cargo test --doc` so that its copy of the usage
+/// cannot drift from the API (every block not marked `sh`, `yaml`, ... is Rust to rustdoc).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

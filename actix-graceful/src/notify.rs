@@ -31,6 +31,20 @@ pub(crate) fn sd_notify_with_fds(state: &str, fds: &[RawFd]) -> bool {
             );
             true
         }
+        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            let line = state.replace('\n', " ");
+            if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                log::debug!("sd_notify to {target:?}: queue full, dropped {line}");
+            } else {
+                log::warn!(
+                    "sd_notify to {target:?}: the service manager's queue is full (it reads \
+                     slowly); dropped {line}; later drops are logged at debug level only"
+                );
+            }
+            false
+        }
         Err(err) => {
             log::warn!("sd_notify to {target:?} failed: {err}");
             false
@@ -59,10 +73,12 @@ fn send(target: &OsStr, state: &str, fds: &[RawFd]) -> io::Result<()> {
             ))
         }
     };
+    // Never blocks: a manager that reads slowly (its queue full) costs a dropped notification,
+    // not a stalled runtime thread.
     let socket = socket(
         AddressFamily::Unix,
         SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
     let rights = [ControlMessage::ScmRights(fds)];
@@ -72,7 +88,7 @@ fn send(target: &OsStr, state: &str, fds: &[RawFd]) -> io::Result<()> {
         socket.as_raw_fd(),
         &iov,
         cmsgs,
-        MsgFlags::MSG_NOSIGNAL,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         Some(&addr),
     )?;
     if sent == state.len() {
@@ -225,6 +241,27 @@ mod tests {
             1
         );
         assert_eq!(&one, b"x", "the received fd is the same pipe");
+    }
+
+    #[test]
+    fn a_full_manager_queue_is_a_dropped_notification_not_a_blocked_thread() {
+        let dir = std::env::temp_dir().join(format!("ag-notify-full-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _rx = UnixDatagram::bind(&path).unwrap(); // never read
+        let started = std::time::Instant::now();
+        let mut full = None;
+        for i in 0..10_000 {
+            if let Err(err) = send(path.as_os_str(), "STATUS=filling", &[]) {
+                full = Some((i, err));
+                break;
+            }
+        }
+        let (sent, err) = full.expect("the queue never filled");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        assert!(sent > 0);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -359,8 +359,10 @@ impl Graceful {
     /// Keeper mode's keeper: never starts `server` (no worker runs here); the registry holds the
     /// listeners for the generations.
     async fn keep(self, server: impl HttpServerExt) -> io::Result<()> {
+        // The keeper's server never runs: the registry alone holds the sockets, for good.
+        registry::pin_all();
         drop(server);
-        inherit::close_unclaimed();
+        inherit::settle();
         let config = keeper::Config {
             plan: self.plan(),
             pid_file: self.pid_file.clone(),
@@ -391,7 +393,7 @@ impl Graceful {
     }
 
     fn serving(&self) {
-        inherit::close_unclaimed();
+        inherit::settle();
         if !lame_duck::installed() {
             log::warn!(
                 "the LameDuck middleware is not installed: keep-alive clients may see a reset \

@@ -86,7 +86,8 @@ pub mod bins {
         ))
     }
 
-    /// Run `cargo build -p examples --bins` once per process (see [`locate`]).
+    /// Run `cargo build -p examples --bins` (plus `--features openssl` with this crate's `openssl`
+    /// feature) once per process (see [`locate`]).
     pub fn build_examples_once() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
@@ -110,6 +111,10 @@ pub mod bins {
                 "--target-dir",
             ])
             .arg(target_dir);
+            // The same feature set as this test build, so both share one build of the stack.
+            if cfg!(feature = "openssl") {
+                cmd.args(["--features", "openssl"]);
+            }
             match profile.to_str() {
                 Some("debug") => {}
                 Some("release") => {

@@ -51,6 +51,8 @@ fn short_bench_loses_nothing_with_actix_graceful() {
         .arg(dir.path());
     let bench = ServerFamily::spawn("upgrade-bench", cmd).expect("spawn upgrade-bench");
     let gone = reaper::wait_gone(bench.root(), bench.started, Duration::from_secs(180));
+    // The reader thread may still be taking the last lines (the summaries) from the pipe.
+    integration_tests::poll_until(Duration::from_secs(10), || bench.stdout.eof());
     let out = bench.stdout.lines();
     assert!(
         matches!(gone, Some(Gone::Reaped(Exit::Code(0)))),

@@ -124,7 +124,7 @@ fn pooled_clients_with_think_times_lose_nothing_across_upgrades() {
     };
     let mut current = h.pid();
     let mut olds = Vec::new();
-    // Trigger → exited (a zombie or gone) of each old process, seen by polling /proc.
+    // Successor ready → old process exited (a zombie or gone), seen by polling /proc.
     let watched: Arc<Mutex<Vec<(i32, Instant)>>> = Arc::default();
     let exits: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let watcher = {
@@ -163,10 +163,12 @@ fn pooled_clients_with_think_times_lose_nothing_across_upgrades() {
             u.ready_ms_logged
         );
         olds.push((u.old, u.signalled_at));
+        // From the successor's ready report on (when its drain starts): a starved machine
+        // may take seconds before that.
         watched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((u.old, u.signalled_at));
+            .push((u.old, u.signalled_at + u.ready_seen));
         current = u.new;
         sleep_ms(1200);
     }
@@ -177,9 +179,9 @@ fn pooled_clients_with_think_times_lose_nothing_across_upgrades() {
     }
     watcher.join().expect("exit watcher");
 
-    // Each old process exited 0, within the 5 s drain timeout (+1 s) of its trigger. One that
-    // exits while its own predecessor still drains is reaped by that predecessor, which logs
-    // the status.
+    // Each old process exited 0, within the 5 s drain timeout (+1 s) of its successor's ready
+    // report. One that exits while its own predecessor still drains is reaped by that
+    // predecessor, which logs the status.
     for (old, _) in &olds {
         wait_exit_0(&h.family, *old, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("old process: {e}\n{}", h.family.output_tail(40)));
@@ -190,7 +192,7 @@ fn pooled_clients_with_think_times_lose_nothing_across_upgrades() {
         .iter()
         .map(|d| d.as_secs_f64() * 1e3)
         .collect();
-    println!("old processes, trigger → exited ms: {lifetimes:.0?}");
+    println!("old processes, successor ready → exited ms: {lifetimes:.0?}");
     assert_eq!(
         lifetimes.len(),
         olds.len(),

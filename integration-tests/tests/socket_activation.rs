@@ -259,6 +259,8 @@ fn listen_args(port: u16) -> Vec<String> {
     vec!["--listen".into(), format!("127.0.0.1:{port}")]
 }
 
+/// Malformed variables refuse the whole set; a malformed fd is refused when it is claimed (here
+/// by name): an unnamed fd that no bind asks for is left to the app (`inherited_fds.rs`).
 #[test]
 fn bad_socket_activation_input_is_refused_with_one_error_line() {
     let dir = TempDir::new("sa-bad");
@@ -318,24 +320,24 @@ fn bad_socket_activation_input_is_refused_with_one_error_line() {
             want: vec![vec!["LISTEN_FDNAMES"]],
         },
         Case {
-            name: "fd 3 is a regular file",
+            name: "fd 3 named web is a regular file, web=127.0.0.1:P asked",
             fds: vec![file.as_raw_fd()],
-            env: vec![("LISTEN_FDS", "1")],
-            args: listen_args(port),
+            env: vec![("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "web")],
+            args: vec!["--listen".into(), format!("web=127.0.0.1:{port}")],
             want: vec![vec!["fd 3"], vec!["not a socket"]],
         },
         Case {
-            name: "fd 3 is a UDP socket",
+            name: "fd 3 named web is a UDP socket, web=127.0.0.1:P asked",
             fds: vec![udp.as_raw_fd()],
-            env: vec![("LISTEN_FDS", "1")],
-            args: listen_args(port),
+            env: vec![("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "web")],
+            args: vec!["--listen".into(), format!("web=127.0.0.1:{port}")],
             want: vec![vec!["fd 3"], vec!["datagram", "SOCK_DGRAM", "not a stream"]],
         },
         Case {
-            name: "fd 3 is a connected TCP stream",
+            name: "fd 3 named web is a connected TCP stream, web=... asked",
             fds: vec![connected.as_raw_fd()],
-            env: vec![("LISTEN_FDS", "1")],
-            args: listen_args(port),
+            env: vec![("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "web")],
+            args: vec!["--listen".into(), format!("web=127.0.0.1:{port}")],
             want: vec![vec!["fd 3"], vec!["not listening"]],
         },
         Case {

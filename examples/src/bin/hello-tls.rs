@@ -12,9 +12,10 @@
 //!
 //! Routes: `/` and `/health` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms).
 //! Options: `--tls rustls|openssl|h2c` (default rustls; `h2c` is plaintext HTTP/1.x plus
-//! prior-knowledge HTTP/2 on one port), `--cert PATH` and `--key PATH` (PEM; not for h2c),
-//! `--listen ADDR` (repeatable, TCP; default `127.0.0.1:8443`), `--workers N`,
-//! `--drain-timeout-ms N`, `--shutdown-timeout-s N`. Prints
+//! prior-knowledge HTTP/2 on one port; `openssl` needs this package's `openssl` feature,
+//! `cargo build -p examples --features openssl`, and a system OpenSSL), `--cert PATH` and
+//! `--key PATH` (PEM; not for h2c), `--listen ADDR` (repeatable, TCP; default
+//! `127.0.0.1:8443`), `--workers N`, `--drain-timeout-ms N`, `--shutdown-timeout-s N`. Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
 
 use std::{process::ExitCode, sync::Arc, time::Duration};
@@ -109,6 +110,7 @@ fn rustls_config(cert: &str, key: &str) -> std::io::Result<rustls::ServerConfig>
 }
 
 /// An OpenSSL acceptor from PEM files.
+#[cfg(feature = "openssl")]
 fn openssl_acceptor(cert: &str, key: &str) -> std::io::Result<openssl::ssl::SslAcceptorBuilder> {
     use openssl::ssl::{SslAcceptor, SslFiletype, SslMethod};
     let bad = |e: openssl::error::ErrorStack| {
@@ -123,6 +125,14 @@ fn openssl_acceptor(cert: &str, key: &str) -> std::io::Result<openssl::ssl::SslA
 }
 
 async fn serve(opts: Options) -> std::io::Result<()> {
+    #[cfg(not(feature = "openssl"))]
+    if opts.tls == "openssl" {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "--tls openssl: built without the `openssl` feature; build with \
+             `cargo build -p examples --features openssl` (needs a system OpenSSL: libssl-dev, pkg-config)",
+        ));
+    }
     let mut graceful = Graceful::new();
     if let Some(t) = opts.drain_timeout {
         graceful = graceful.drain_timeout(t);
@@ -143,6 +153,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     for addr in &opts.listen {
         server = match opts.tls.as_str() {
             "h2c" => server.graceful_bind_auto_h2c(addr.as_str())?,
+            #[cfg(feature = "openssl")]
             "openssl" => {
                 let (cert, key) = cert_and_key(&opts)?;
                 server.graceful_bind_openssl(addr.as_str(), openssl_acceptor(cert, key)?)?

@@ -19,8 +19,13 @@
 //! the listeners to systemd's fd store), `--keeper` (keeper mode: this process stays, holds the
 //! sockets and runs the server as its child; for supervisors and containers that must see one
 //! pid), `--env-file PATH` (`KEY=VALUE` lines set over a successor's environment, re-read at
-//! every upgrade), `--ipv6-only on|off` (IPV6_V6ONLY of freshly bound IPv6 sockets). Logs with
-//! `RUST_LOG`.
+//! every upgrade), `--ipv6-only on|off` (IPV6_V6ONLY of freshly bound IPv6 sockets),
+//! `--udp-echo NAME=ADDR` (a UDP echo service beside HTTP: the inherited UDP socket named NAME,
+//! else a fresh one bound at ADDR and registered under NAME, so successors get the same socket;
+//! it answers `pid=<pid> <datagram>` until the drain starts; prints `hello udp NAME ADDR
+//! (inherited|bound)`), `--keep-unclaimed` (leave inherited fds nothing claimed open, for
+//! another part of the app; by default hello claims what it needs and closes the rest with
+//! `actix_graceful::close_unclaimed`). Logs with `RUST_LOG`.
 //!
 //! Test options, for what apps do around the server: `--early-thread` (start a thread before
 //! the crate's first use, as a log appender or an exporter would), `--delay-run-ms N` (wait N ms
@@ -52,6 +57,8 @@ struct Options {
     keeper: bool,
     env_file: Option<String>,
     ipv6_only: Option<bool>,
+    udp_echo: Vec<String>,
+    keep_unclaimed: bool,
     early_thread: bool,
     delay_run: Option<Duration>,
     child_wait: Option<Duration>,
@@ -73,6 +80,8 @@ fn parse_args() -> Result<Options, String> {
         keeper: false,
         env_file: None,
         ipv6_only: None,
+        udp_echo: Vec::new(),
+        keep_unclaimed: false,
         early_thread: false,
         delay_run: None,
         child_wait: None,
@@ -115,11 +124,13 @@ fn parse_args() -> Result<Options, String> {
             "--keeper" => opts.keeper = true,
             "--env-file" => opts.env_file = Some(value()?),
             "--ipv6-only" => opts.ipv6_only = Some(value()? == "on"),
+            "--udp-echo" => opts.udp_echo.push(value()?),
+            "--keep-unclaimed" => opts.keep_unclaimed = true,
             "--early-thread" => opts.early_thread = true,
             "--delay-run-ms" => opts.delay_run = Some(millis(value()?)?),
             "--child-wait-ms" => opts.child_wait = Some(millis(value()?)?),
             "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--drain-timeout-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off] [--early-thread] [--delay-run-ms N] [--child-wait-ms N]");
+                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--drain-timeout-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off] [--udp-echo NAME=ADDR]... [--keep-unclaimed] [--early-thread] [--delay-run-ms N] [--child-wait-ms N]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -160,6 +171,53 @@ async fn env(query: web::Query<std::collections::HashMap<String, String>>) -> Ht
             .insert_header(("X-Pid", pid))
             .finish(),
     }
+}
+
+/// `--udp-echo NAME=ADDR`: the UDP socket NAME, inherited or bound fresh and registered, so it
+/// is handed to every successor; echoes `pid=<pid> <datagram>` until this process drains, then
+/// keeps the socket open (a take-back would hand it on again) without reading it.
+fn udp_echo(spec: &str) -> std::io::Result<()> {
+    let (name, addr) = spec.split_once('=').ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("--udp-echo {spec:?}: want NAME=ADDR"),
+        )
+    })?;
+    let (socket, origin) = match actix_graceful::take_udp(name)? {
+        Some(socket) => (socket, "inherited"),
+        None => {
+            let socket = std::net::UdpSocket::bind(addr)?;
+            actix_graceful::register_fd(name, &socket)?;
+            (socket, "bound")
+        }
+    };
+    println!("hello udp {name} {} ({origin})", socket.local_addr()?);
+    socket.set_nonblocking(true)?;
+    let socket = actix_web::rt::net::UdpSocket::from_std(socket)?;
+    actix_web::rt::spawn(async move {
+        let pid = std::process::id();
+        let mut buf = [0u8; 1500];
+        let mut drain = std::pin::pin!(actix_graceful::draining());
+        loop {
+            let got = {
+                let recv = std::pin::pin!(socket.recv_from(&mut buf));
+                match futures::future::select(drain.as_mut(), recv).await {
+                    futures::future::Either::Left(_) => break,
+                    futures::future::Either::Right((got, _)) => got,
+                }
+            };
+            match got {
+                Ok((n, from)) => {
+                    let reply = [format!("pid={pid} ").as_bytes(), &buf[..n]].concat();
+                    let _ = socket.send_to(&reply, from).await;
+                }
+                Err(err) => log::warn!("udp echo: {err}"),
+            }
+        }
+        std::future::pending::<()>().await;
+        drop(socket);
+    });
+    Ok(())
 }
 
 /// Upgrades through the handle; answers with the successor's pid or why there is none.
@@ -248,6 +306,15 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             Some(only) => b.ipv6_only(only),
             None => b,
         })?;
+    }
+
+    for spec in &opts.udp_echo {
+        udp_echo(spec)?;
+    }
+    if !opts.keep_unclaimed {
+        // hello knows it claimed all it wants: close the rest (e.g. a listener a new version no
+        // longer serves, which would queue connections nobody accepts).
+        let _ = actix_graceful::close_unclaimed();
     }
 
     shared::print_serving()?;
