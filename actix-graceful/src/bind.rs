@@ -184,11 +184,8 @@ impl Binding {
         #[cfg(unix)]
         {
             crate::process::init();
-            let result = unix::bind(self);
-            if let Err(err) = &result {
-                log::error!("graceful_bind: {err}");
-            }
-            result
+            // Returned, not logged as well: the caller reports it once.
+            unix::bind(self)
         }
         #[cfg(not(unix))]
         {

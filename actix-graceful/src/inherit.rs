@@ -237,8 +237,9 @@ fn set() -> &'static Set {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Ok(_) => {}
-            Err(err) => log::error!("rejected the inherited fds: {err}"),
+            // A rejected set is returned by every bind that asks for it, and reported by its
+            // caller; logging it here too would say it twice.
+            _ => {}
         }
         result.map(Mutex::new)
     })
