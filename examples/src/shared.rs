@@ -76,20 +76,49 @@ pub fn print_serving() -> std::io::Result<()> {
 }
 
 /// `main` of an example: logs with millisecond timestamps (`RUST_LOG`, default `info`), parses
-/// the arguments, runs `serve` on an actix system, and turns the result into the exit status.
-pub fn main<O, F>(
-    name: &str,
-    parse: impl FnOnce() -> Result<O, String>,
-    serve: impl FnOnce(O) -> F,
-) -> ExitCode
+/// the arguments with clap (`--help`; an unknown flag or a bad value is clap's error naming the
+/// flag, exit status 2), runs `serve` on an actix system, and turns the result into the exit
+/// status.
+pub fn main<O, F>(name: &str, serve: impl FnOnce(O) -> F) -> ExitCode
 where
+    O: clap::Parser,
     F: Future<Output = std::io::Result<()>>,
 {
+    let opts = O::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    let result = parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    exit(name, result)
+    exit(name, actix_web::rt::System::new().block_on(serve(opts)))
+}
+
+/// `--ipv6-only on|off`: exactly `on` or `off`.
+pub fn on_off() -> impl clap::builder::TypedValueParser<Value = bool> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["on", "off"]).map(|v| v == "on")
+}
+
+/// `--upgrade-signal`: `USR2`, `USR1` or `HUP`, in any case, with or without `SIG`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum UpgradeSignal {
+    // SIGUSR2, the library's default.
+    #[value(alias = "SIGUSR2")]
+    Usr2,
+    // SIGUSR1.
+    #[value(alias = "SIGUSR1")]
+    Usr1,
+    // SIGHUP.
+    #[value(alias = "SIGHUP")]
+    Hup,
+}
+
+impl UpgradeSignal {
+    /// The signal number.
+    pub fn number(self) -> i32 {
+        match self {
+            Self::Usr2 => libc::SIGUSR2,
+            Self::Usr1 => libc::SIGUSR1,
+            Self::Hup => libc::SIGHUP,
+        }
+    }
 }

@@ -18,7 +18,7 @@
 //! through the drain, to show the force-close at the shutdown timeout), `/ws` (WebSocket, handshake
 //! header `X-Pid`: text messages `event N` every `--interval-ms` from `?from=N` (default 0),
 //! pings answered, Close 1012 on the drain), `/health` (`X-Pid`).
-//! Options: `--listen ADDR` (repeatable; `unix:/path` too), `--interval-ms N` (default 20),
+//! Options (`--help` lists them; a bad value is an error naming the flag, exit status 2): `--listen ADDR` (repeatable; `unix:/path` too), `--interval-ms N` (default 20),
 //! `--shutdown-timeout-s N`, `--drain-timeout-ms N`. Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited), ...` once bound.
 
@@ -36,48 +36,22 @@ use futures::{
 mod shared;
 use shared::health;
 
-#[derive(Debug, Clone)]
+/// Server-sent events and a WebSocket that survive live upgrades (SIGUSR2).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "events", args_override_self = true)]
 struct Options {
+    /// ADDR or `unix:/path` (repeatable)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: Vec<String>,
-    interval: Duration,
-    drain_timeout: Option<Duration>,
-    shutdown_timeout: Option<Duration>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        listen: Vec::new(),
-        interval: Duration::from_millis(20),
-        drain_timeout: None,
-        shutdown_timeout: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--listen" => opts.listen.push(value()?),
-            "--interval-ms" => opts.interval = Duration::from_millis(number(value()?)?.max(1)),
-            "--drain-timeout-ms" => {
-                opts.drain_timeout = Some(Duration::from_millis(number(value()?)?))
-            }
-            "--shutdown-timeout-s" => {
-                opts.shutdown_timeout = Some(Duration::from_secs(number(value()?)?))
-            }
-            "-h" | "--help" => {
-                println!("usage: events [--listen ADDR|unix:/path]... [--interval-ms N] [--drain-timeout-ms N] [--shutdown-timeout-s N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    if opts.listen.is_empty() {
-        opts.listen.push("127.0.0.1:8080".into());
-    }
-    Ok(opts)
+    /// Milliseconds between two events (at least 1)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    interval_ms: u64,
+    /// The drain's cap once the successor serves
+    #[arg(long, value_name = "N")]
+    drain_timeout_ms: Option<u64>,
+    /// actix's shutdown timeout (seconds)
+    #[arg(long, value_name = "N")]
+    shutdown_timeout_s: Option<u64>,
 }
 
 /// One SSE event: `id: N` and `data: pid=<pid> n=N`.
@@ -187,13 +161,13 @@ async fn ws(
 
 async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new();
-    if let Some(t) = opts.drain_timeout {
+    if let Some(t) = opts.drain_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.drain_timeout(t);
     }
-    if let Some(t) = opts.shutdown_timeout {
+    if let Some(t) = opts.shutdown_timeout_s.map(Duration::from_secs) {
         graceful = graceful.shutdown_timeout(t);
     }
-    let interval = opts.interval;
+    let interval = Duration::from_millis(opts.interval_ms.max(1));
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(actix_graceful::LameDuck)
@@ -214,5 +188,5 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    shared::main("events", parse_args, serve)
+    shared::main("events", serve)
 }

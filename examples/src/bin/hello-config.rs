@@ -17,7 +17,7 @@
 //! ```
 //!
 //! Routes: `/` (`pid=<pid>`), `/ready` (503 from SIGTERM on), `/sleep?ms=N`. Options:
-//! `--config PATH`, `--listen ADDR` (over the file's). Prints
+//! `--config PATH`, `--listen ADDR` (over the file's) (`--help`). Prints
 //! `hello pid=<pid> serving <addr> (bound|inherited)` once bound, then the settings in effect.
 
 use std::{path::PathBuf, process::ExitCode};
@@ -38,28 +38,16 @@ struct AppConfig {
     graceful: Settings,
 }
 
-#[derive(Debug, Default)]
+/// `hello` with actix-graceful's settings from its configuration file, then `ACTIX_GRACEFUL_*`.
+#[derive(Debug, clap::Parser)]
+#[command(name = "hello-config", args_override_self = true)]
 struct Options {
+    /// The configuration file (JSON; every key optional)
+    #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// The address, over the file's `listen` (default 127.0.0.1:8080)
+    #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options::default();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--config" => opts.config = Some(value()?.into()),
-            "--listen" => opts.listen = Some(value()?),
-            "-h" | "--help" => {
-                println!("usage: hello-config [--config PATH] [--listen ADDR]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    Ok(opts)
 }
 
 /// The configuration file, or the defaults without one.
@@ -107,5 +95,5 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    shared::main("hello-config", parse_args, serve)
+    shared::main("hello-config", serve)
 }

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`.
-//! Options: `--listen ADDR` (one TCP address, default `127.0.0.1:8080`), `--workers N`
+//! Options (`--help` lists them; a bad value is an error naming the flag, exit status 2): `--listen ADDR` (one TCP address, default `127.0.0.1:8080`), `--workers N`
 //! (default 2), `--reuseport` (bind with `SO_REUSEPORT` + `SO_REUSEADDR` and `listen()`, so
 //! a second process can bind the same port while this one runs). SIGTERM is actix's own
 //! graceful stop. Prints `hello pid=<pid> serving <addr> (bound)` once listening, like `hello`.
@@ -28,40 +28,19 @@ use shared::{echo, health, reply, sleep};
 /// actix's own default listen backlog.
 const BACKLOG: i32 = 1024;
 
+/// `hello` without actix-graceful (plain actix `bind`): upgrade-bench's baseline.
+#[derive(clap::Parser)]
+#[command(name = "hello-plain", args_override_self = true)]
 struct Options {
+    /// One TCP address
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Worker threads
+    #[arg(long, value_name = "N", default_value_t = 2)]
     workers: usize,
+    /// Bind with SO_REUSEPORT + SO_REUSEADDR, so a second process can bind the same port
+    #[arg(long)]
     reuseport: bool,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-        workers: 2,
-        reuseport: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--listen" => {
-                let v = value()?;
-                opts.listen = v
-                    .parse()
-                    .map_err(|_| format!("--listen: {v:?} is not an IP:port address"))?;
-            }
-            "--workers" => {
-                opts.workers = value()?.parse().map_err(|_| "--workers: not a number")?
-            }
-            "--reuseport" => opts.reuseport = true,
-            "-h" | "--help" => {
-                println!("usage: hello-plain [--listen IP:PORT] [--workers N] [--reuseport]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    Ok(opts)
 }
 
 /// A listening socket with `SO_REUSEADDR` + `SO_REUSEPORT`.
@@ -112,8 +91,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    let result = parse_args()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
-        .and_then(|opts| actix_web::rt::System::new().block_on(serve(opts)));
-    shared::exit("hello-plain", result)
+    // No logging set up: the baseline is plain actix.
+    let opts = <Options as clap::Parser>::parse();
+    shared::exit(
+        "hello-plain",
+        actix_web::rt::System::new().block_on(serve(opts)),
+    )
 }

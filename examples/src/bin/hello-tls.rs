@@ -11,7 +11,7 @@
 //! the renewed certificate from the successor on.
 //!
 //! Routes: `/` and `/health` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms).
-//! Options: `--tls rustls|openssl|h2c` (default rustls; `h2c` is plaintext HTTP/1.x plus
+//! Options (`--help` lists them; a bad value is an error naming the flag, exit status 2): `--tls rustls|openssl|h2c` (default rustls; `h2c` is plaintext HTTP/1.x plus
 //! prior-knowledge HTTP/2 on one port; `openssl` needs this package's `openssl` feature,
 //! `cargo build -p examples --features openssl`, and a system OpenSSL), `--cert PATH` and
 //! `--key PATH` (PEM; not for h2c), `--listen ADDR` (repeatable, TCP; default
@@ -27,58 +27,39 @@ use actix_web::{web, App, HttpServer};
 mod shared;
 use shared::{reply, sleep};
 
-#[derive(Debug, Default)]
+/// `hello` over TLS (rustls or OpenSSL) or auto-h2c; SIGUSR2 upgrades it live.
+#[derive(Debug, clap::Parser)]
+#[command(name = "hello-tls", args_override_self = true)]
 struct Options {
-    tls: String,
+    /// `h2c`: plaintext HTTP/1.x plus prior-knowledge HTTP/2 on one port; `openssl` needs
+    /// this package's `openssl` feature
+    #[arg(long, value_enum, default_value_t = Tls::Rustls)]
+    tls: Tls,
+    /// The certificate chain (PEM; not for h2c)
+    #[arg(long, value_name = "PATH")]
     cert: Option<String>,
+    /// The private key (PEM; not for h2c)
+    #[arg(long, value_name = "PATH")]
     key: Option<String>,
+    /// A TCP address (repeatable)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     listen: Vec<String>,
+    /// Worker threads (default: actix's, one per CPU)
+    #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    drain_timeout: Option<Duration>,
-    shutdown_timeout: Option<Duration>,
+    /// The drain's cap once the successor serves
+    #[arg(long, value_name = "N")]
+    drain_timeout_ms: Option<u64>,
+    /// actix's shutdown timeout (seconds)
+    #[arg(long, value_name = "N")]
+    shutdown_timeout_s: Option<u64>,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        tls: "rustls".into(),
-        ..Options::default()
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let number = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--tls" => opts.tls = value()?,
-            "--cert" => opts.cert = Some(value()?),
-            "--key" => opts.key = Some(value()?),
-            "--listen" => opts.listen.push(value()?),
-            "--workers" => opts.workers = Some(number(value()?)? as usize),
-            "--drain-timeout-ms" => {
-                opts.drain_timeout = Some(Duration::from_millis(number(value()?)?))
-            }
-            "--shutdown-timeout-s" => {
-                opts.shutdown_timeout = Some(Duration::from_secs(number(value()?)?))
-            }
-            "-h" | "--help" => {
-                println!("usage: hello-tls [--tls rustls|openssl|h2c] [--cert PATH --key PATH] [--listen ADDR]... [--workers N] [--drain-timeout-ms N] [--shutdown-timeout-s N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    if !matches!(opts.tls.as_str(), "rustls" | "openssl" | "h2c") {
-        return Err(format!(
-            "--tls: {:?} is not rustls, openssl or h2c",
-            opts.tls
-        ));
-    }
-    if opts.listen.is_empty() {
-        opts.listen.push("127.0.0.1:8443".into());
-    }
-    Ok(opts)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Tls {
+    Rustls,
+    Openssl,
+    H2c,
 }
 
 fn cert_and_key(opts: &Options) -> std::io::Result<(&str, &str)> {
@@ -86,7 +67,10 @@ fn cert_and_key(opts: &Options) -> std::io::Result<(&str, &str)> {
         (Some(cert), Some(key)) => Ok((cert, key)),
         _ => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("--tls {} needs --cert and --key", opts.tls),
+            format!(
+                "--tls {} needs --cert and --key",
+                format!("{:?}", opts.tls).to_lowercase()
+            ),
         )),
     }
 }
@@ -126,7 +110,7 @@ fn openssl_acceptor(cert: &str, key: &str) -> std::io::Result<openssl::ssl::SslA
 
 async fn serve(opts: Options) -> std::io::Result<()> {
     #[cfg(not(feature = "openssl"))]
-    if opts.tls == "openssl" {
+    if opts.tls == Tls::Openssl {
         return Err(std::io::Error::new(
             std::io::ErrorKind::Unsupported,
             "--tls openssl: built without the `openssl` feature; build with \
@@ -134,10 +118,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         ));
     }
     let mut graceful = Graceful::new();
-    if let Some(t) = opts.drain_timeout {
+    if let Some(t) = opts.drain_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.drain_timeout(t);
     }
-    if let Some(t) = opts.shutdown_timeout {
+    if let Some(t) = opts.shutdown_timeout_s.map(Duration::from_secs) {
         graceful = graceful.shutdown_timeout(t);
     }
     let mut server = HttpServer::new(|| {
@@ -151,10 +135,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         server = server.workers(n);
     }
     for addr in &opts.listen {
-        server = match opts.tls.as_str() {
-            "h2c" => server.graceful_bind_auto_h2c(addr.as_str())?,
+        server = match opts.tls {
+            Tls::H2c => server.graceful_bind_auto_h2c(addr.as_str())?,
             #[cfg(feature = "openssl")]
-            "openssl" => {
+            Tls::Openssl => {
                 let (cert, key) = cert_and_key(&opts)?;
                 server.graceful_bind_openssl(addr.as_str(), openssl_acceptor(cert, key)?)?
             }
@@ -169,5 +153,5 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    shared::main("hello-tls", parse_args, serve)
+    shared::main("hello-tls", serve)
 }

@@ -10,7 +10,7 @@
 //! (always 200 while the process answers), `/ready` (the readiness probe:
 //! `actix_graceful::readiness`, 503 from SIGTERM on), `/env?name=X` (the value of environment
 //! variable X, 404 when unset).
-//! Options: `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
+//! Options (`--help` lists them; a bad value is an error naming the flag, exit status 2): `--listen ADDR` (repeatable; `unix:/path`, `NAME=ADDR` for a systemd fd name;
 //! default from `HELLO_LISTEN`, comma-separated, else `127.0.0.1:8080`), `--workers N`,
 //! `--upgrade-timeout-ms N`, `--drain-timeout-ms N`, `--shutdown-timeout-s N`,
 //! `--ready-after-ms N`, `--pid-file PATH`, `--upgrade-signal USR2|USR1|HUP`, `--admin` (adds
@@ -41,108 +41,81 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 mod shared;
 use shared::{echo, health, reply, sleep};
 
-#[derive(Debug)]
+/// The example app: answers with its pid; SIGUSR2 upgrades it live to the binary now at its path.
+#[derive(Debug, clap::Parser)]
+#[command(name = "hello", args_override_self = true)]
 struct Options {
+    /// `[NAME=]ADDR` or `[NAME=]unix:/path` (repeatable; NAME: a systemd fd name). Default:
+    /// `HELLO_LISTEN` (comma-separated), else 127.0.0.1:8080
+    #[arg(long, value_name = "[NAME=]ADDR")]
     listen: Vec<String>,
+    /// Worker threads
+    #[arg(long, value_name = "N", default_value_t = 2)]
     workers: usize,
-    upgrade_timeout: Option<Duration>,
-    drain_timeout: Option<Duration>,
-    shutdown_timeout: Option<Duration>,
-    ready_after: Option<Duration>,
+    /// How long a successor may take to report ready
+    #[arg(long, value_name = "N")]
+    upgrade_timeout_ms: Option<u64>,
+    /// The drain's cap once the successor serves
+    #[arg(long, value_name = "N")]
+    drain_timeout_ms: Option<u64>,
+    /// actix's shutdown timeout (seconds)
+    #[arg(long, value_name = "N")]
+    shutdown_timeout_s: Option<u64>,
+    /// Report ready this long after the successor started
+    #[arg(long, value_name = "N")]
+    ready_after_ms: Option<u64>,
+    /// Write the serving process's pid here
+    #[arg(long, value_name = "PATH")]
     pid_file: Option<String>,
-    upgrade_signal: Option<i32>,
+    /// The signal that upgrades
+    #[arg(long, value_name = "SIG", value_enum, ignore_case = true)]
+    upgrade_signal: Option<shared::UpgradeSignal>,
+    /// Add `POST /admin/upgrade` (upgrades through an `UpgradeHandle`)
+    #[arg(long)]
     admin: bool,
-    pre_stop: Option<Duration>,
+    /// On SIGTERM, serve N ms more before draining
+    #[arg(long, value_name = "N")]
+    pre_stop_ms: Option<u64>,
+    /// Hand the listeners to systemd's fd store
+    #[arg(long)]
     fd_store: bool,
+    /// Keeper mode: this process stays, holds the sockets and runs the server as its child
+    #[arg(long)]
     keeper: bool,
+    /// `KEY=VALUE` lines set over a successor's environment, re-read at every upgrade
+    #[arg(long, value_name = "PATH")]
     env_file: Option<String>,
+    /// IPV6_V6ONLY of freshly bound IPv6 sockets
+    #[arg(long, value_name = "on|off", value_parser = shared::on_off())]
     ipv6_only: Option<bool>,
+    /// A UDP echo service: the inherited UDP socket NAME, else one bound at ADDR (repeatable)
+    #[arg(long, value_name = "NAME=ADDR")]
     udp_echo: Vec<String>,
+    /// Leave inherited fds nothing claimed open (default: close them)
+    #[arg(long)]
     keep_unclaimed: bool,
+    /// Test: start a thread before the crate's first use
+    #[arg(long)]
     early_thread: bool,
-    delay_run: Option<Duration>,
-    child_wait: Option<Duration>,
+    /// Test: wait N ms between binding and `run`
+    #[arg(long, value_name = "N")]
+    delay_run_ms: Option<u64>,
+    /// Test: spawn a child that exits 7 and wait for it N ms later, on a thread
+    #[arg(long, value_name = "N")]
+    child_wait_ms: Option<u64>,
 }
 
-fn parse_args() -> Result<Options, String> {
-    let mut opts = Options {
-        listen: Vec::new(),
-        workers: 2,
-        upgrade_timeout: None,
-        drain_timeout: None,
-        shutdown_timeout: None,
-        ready_after: None,
-        pid_file: None,
-        upgrade_signal: None,
-        admin: false,
-        pre_stop: None,
-        fd_store: false,
-        keeper: false,
-        env_file: None,
-        ipv6_only: None,
-        udp_echo: Vec::new(),
-        keep_unclaimed: false,
-        early_thread: false,
-        delay_run: None,
-        child_wait: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let millis = |v: String| {
-            v.parse::<u64>()
-                .map(Duration::from_millis)
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--listen" => opts.listen.push(value()?),
-            "--workers" => {
-                opts.workers = value()?.parse().map_err(|_| "--workers: not a number")?
-            }
-            "--upgrade-timeout-ms" => opts.upgrade_timeout = Some(millis(value()?)?),
-            "--drain-timeout-ms" => opts.drain_timeout = Some(millis(value()?)?),
-            "--ready-after-ms" => opts.ready_after = Some(millis(value()?)?),
-            "--shutdown-timeout-s" => {
-                opts.shutdown_timeout = Some(millis(value()?)? * 1000);
-            }
-            "--pid-file" => opts.pid_file = Some(value()?),
-            "--upgrade-signal" => {
-                opts.upgrade_signal = Some(match value()?.to_ascii_uppercase().as_str() {
-                    "USR2" | "SIGUSR2" => libc::SIGUSR2,
-                    "USR1" | "SIGUSR1" => libc::SIGUSR1,
-                    "HUP" | "SIGHUP" => libc::SIGHUP,
-                    other => {
-                        return Err(format!(
-                            "--upgrade-signal: {other:?} is not USR2, USR1 or HUP"
-                        ))
-                    }
-                })
-            }
-            "--admin" => opts.admin = true,
-            "--pre-stop-ms" => opts.pre_stop = Some(millis(value()?)?),
-            "--fd-store" => opts.fd_store = true,
-            "--keeper" => opts.keeper = true,
-            "--env-file" => opts.env_file = Some(value()?),
-            "--ipv6-only" => opts.ipv6_only = Some(value()? == "on"),
-            "--udp-echo" => opts.udp_echo.push(value()?),
-            "--keep-unclaimed" => opts.keep_unclaimed = true,
-            "--early-thread" => opts.early_thread = true,
-            "--delay-run-ms" => opts.delay_run = Some(millis(value()?)?),
-            "--child-wait-ms" => opts.child_wait = Some(millis(value()?)?),
-            "-h" | "--help" => {
-                println!("usage: hello [--listen [NAME=]ADDR|unix:/path]... [--workers N] [--upgrade-timeout-ms N] [--drain-timeout-ms N] [--shutdown-timeout-s N] [--ready-after-ms N] [--pid-file PATH] [--upgrade-signal USR2|USR1|HUP] [--admin] [--pre-stop-ms N] [--fd-store] [--keeper] [--env-file PATH] [--ipv6-only on|off] [--udp-echo NAME=ADDR]... [--keep-unclaimed] [--early-thread] [--delay-run-ms N] [--child-wait-ms N]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
+impl Options {
+    /// `--listen`, else `HELLO_LISTEN` (comma-separated), else 127.0.0.1:8080.
+    fn listen(&self) -> Vec<String> {
+        if !self.listen.is_empty() {
+            return self.listen.clone();
         }
-    }
-    if opts.listen.is_empty() {
-        opts.listen = match std::env::var("HELLO_LISTEN") {
+        match std::env::var("HELLO_LISTEN") {
             Ok(v) if !v.is_empty() => v.split(',').map(str::to_owned).collect(),
             _ => vec!["127.0.0.1:8080".to_owned()],
-        };
+        }
     }
-    Ok(opts)
 }
 
 /// `[NAME=]ADDR` or `[NAME=]unix:/path` as a binding.
@@ -254,22 +227,22 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         });
     }
     let mut graceful = Graceful::new();
-    if let Some(t) = opts.upgrade_timeout {
+    if let Some(t) = opts.upgrade_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.upgrade_timeout(t);
     }
-    if let Some(t) = opts.drain_timeout {
+    if let Some(t) = opts.drain_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.drain_timeout(t);
     }
-    if let Some(t) = opts.shutdown_timeout {
+    if let Some(t) = opts.shutdown_timeout_s.map(Duration::from_secs) {
         graceful = graceful.shutdown_timeout(t);
     }
-    if let Some(t) = opts.ready_after {
+    if let Some(t) = opts.ready_after_ms.map(Duration::from_millis) {
         graceful = graceful.successor_ready_after(t);
     }
     if let Some(p) = &opts.pid_file {
         graceful = graceful.pid_file(p);
     }
-    if let Some(t) = opts.pre_stop {
+    if let Some(t) = opts.pre_stop_ms.map(Duration::from_millis) {
         graceful = graceful.pre_stop_delay(t);
     }
     graceful = graceful.fd_store(opts.fd_store);
@@ -278,7 +251,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     }
 
     if let Some(signal) = opts.upgrade_signal {
-        graceful = graceful.upgrade_signal(signal);
+        graceful = graceful.upgrade_signal(signal.number());
     }
     graceful = graceful.keeper(opts.keeper);
     let upgrades = opts.admin.then(|| graceful.handle());
@@ -300,7 +273,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
         }
     })
     .workers(opts.workers);
-    for spec in &opts.listen {
+    for spec in &opts.listen() {
         let b = binding(spec);
         server = server.graceful_bind_with(match opts.ipv6_only {
             Some(only) => b.ipv6_only(only),
@@ -319,15 +292,15 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 
     shared::print_serving()?;
 
-    if let Some(after) = opts.child_wait {
+    if let Some(after) = opts.child_wait_ms.map(Duration::from_millis) {
         child_wait(after);
     }
-    if let Some(delay) = opts.delay_run {
+    if let Some(delay) = opts.delay_run_ms.map(Duration::from_millis) {
         actix_web::rt::time::sleep(delay).await;
     }
     graceful.run(server).await
 }
 
 fn main() -> ExitCode {
-    shared::main("hello", parse_args, serve)
+    shared::main("hello", serve)
 }

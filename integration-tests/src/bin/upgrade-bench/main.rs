@@ -42,193 +42,185 @@ use std::path::PathBuf;
 use std::time::Duration;
 use strategy::{Kind, ProcSample, Run, RunCfg, Strategy};
 
-const USAGE: &str = "\
-usage: upgrade-bench [options]
-  --upgrades N          restarts per strategy, spread evenly (10)
-  --seconds S           load duration per strategy (30)
-  --keepalive K         keep-alive client connections (56)
-  --per-request M       connection-per-request clients (8)
-  --slow N              slow requests fired before each restart (4; 0: none)
-  --slow-path PATH      their path (/sleep?ms=2000)
-  --slow-lead-ms MS     how long before a restart they are fired (500)
-  --path PATH           path of the ordinary requests (/)
-  --pause-ms MS         pause between two requests of one client (0)
-  --think-ms MIN-MAX    instead: a random pause, uniform in MIN..MAX ms, before each request
-  --timeout-ms MS       client connect/read/write timeout (5000; slow requests: + their time)
-  --workers W           workers of the default servers (2)
-  --strategies LIST     comma-separated: graceful,naive,reuseport,nginx (all; nginx is
-                        skipped when not installed)
-  --nginx PATH          the nginx binary (/usr/sbin/nginx)
-  --drain-timeouts MS,... extra graceful runs with `--drain-timeout-ms MS` (default hello only)
-  --port P              port on 127.0.0.1 (a free one)
-  --cmd 'CMD ARGS'      the graceful server command; `{port}` is replaced. Default:
-                        <hello> --listen 127.0.0.1:{port} --workers W
-  --plain-cmd 'CMD'     the naive-restart and overhead baseline (default <hello-plain> ...;
-                        with --cmd and no --plain-cmd: --cmd itself, overhead skipped)
-  --reuseport-cmd 'CMD' the SO_REUSEPORT baseline (default <hello-plain> ... --reuseport;
-                        with --cmd and no --reuseport-cmd: skipped)
-  --ready-line TEXT     a new process serves once it prints a line containing TEXT (serving)
-  --upgrade-signal SIG  USR2 (default), USR1 or HUP
-  --overhead-rounds R   alternating graceful/plain steady runs (10; 0: skip)
-  --overhead-seconds S  length of each (3)
-  --idle-upgrades N     upgrades without load, for the idle handoff time (10; 0: skip)
-  --svg-dir DIR         where the timelines (NAME.svg) and the servers' output (NAME.log)
-                        go (target/upgrade-bench)
-  --verbose             failure samples and every handoff
-Commands are split at whitespace (no shell quoting); use a wrapper script that execs for more.";
-
-fn usage(msg: &str) -> ! {
-    eprintln!("upgrade-bench: {msg}\n{USAGE}");
-    std::process::exit(2)
-}
-
+/// Restart strategies side by side under the same HTTP/1.1 load, every request counted once.
+///
+/// Commands are split at whitespace (no shell quoting); use a wrapper script that execs for
+/// more. Out-of-bounds values are errors (exit status 2), as a bad flag is.
+#[derive(clap::Parser)]
+#[command(name = "upgrade-bench", args_override_self = true)]
 struct Args {
+    /// Restarts per strategy, spread evenly (at most 10000)
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_most(10_000usize))]
     upgrades: usize,
+    /// Load duration per strategy (0 < S <= 3600)
+    #[arg(long, value_name = "S", default_value_t = 30.0, value_parser = secs(0.0, 3600.0))]
     seconds: f64,
+    /// Keep-alive client connections (keepalive + per-request: 1..=1024)
+    #[arg(long, value_name = "K", default_value_t = 56)]
     keepalive: usize,
+    /// Connection-per-request clients
+    #[arg(long, value_name = "M", default_value_t = 8)]
     per_request: usize,
+    /// Slow requests fired before each restart (0: none; at most 64)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = at_most(64usize))]
     slow: usize,
+    /// Their path
+    #[arg(long, value_name = "PATH", default_value = "/sleep?ms=2000")]
     slow_path: String,
+    /// How long before a restart they are fired
+    #[arg(long, value_name = "MS", default_value_t = 500)]
     slow_lead_ms: u64,
+    /// Path of the ordinary requests
+    #[arg(long, value_name = "PATH", default_value = "/")]
     path: String,
+    /// Pause between two requests of one client (at most 10000)
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = at_most(10_000u64),
+          conflicts_with = "think_ms")]
     pause_ms: u64,
-    pause_max_ms: u64,
+    /// Instead: a random pause, uniform in MIN..MAX ms, before each request (MAX at most 10000)
+    #[arg(long, value_name = "MIN-MAX", value_parser = think)]
+    think_ms: Option<(u64, u64)>,
+    /// Client connect/read/write timeout (1..=600000; slow requests: + their time)
+    #[arg(long, value_name = "MS", default_value_t = 5000, value_parser = between(1, 600_000u64))]
     timeout_ms: u64,
+    /// Workers of the default servers
+    #[arg(long, value_name = "W", default_value_t = 2)]
     workers: usize,
-    strategies: Vec<String>,
+    /// Comma-separated: graceful,naive,reuseport,nginx (nginx is skipped when not installed)
+    #[arg(long, value_name = "LIST", default_value = "graceful,naive,reuseport,nginx",
+          value_parser = strategies)]
+    strategies: Strategies,
+    /// The nginx binary
+    #[arg(long, value_name = "PATH", default_value = "/usr/sbin/nginx")]
     nginx: PathBuf,
+    /// Extra graceful runs with `--drain-timeout-ms MS` (default: hello's only)
+    #[arg(long, value_name = "MS,...", value_delimiter = ',', value_parser = trimmed::<u64>)]
     drain_timeouts: Vec<u64>,
+    /// Port on 127.0.0.1 (0: a free one)
+    #[arg(long, value_name = "P", default_value_t = 0)]
     port: u16,
+    /// The graceful server command; `{port}` is replaced. Default:
+    /// <hello> --listen 127.0.0.1:{port} --workers W
+    #[arg(long, value_name = "CMD ARGS")]
     cmd: Option<String>,
+    /// The naive-restart and overhead baseline (default <hello-plain> ...; with --cmd and no
+    /// --plain-cmd: --cmd itself, overhead skipped)
+    #[arg(long, value_name = "CMD")]
     plain_cmd: Option<String>,
+    /// The SO_REUSEPORT baseline (default <hello-plain> ... --reuseport; with --cmd and no
+    /// --reuseport-cmd: skipped)
+    #[arg(long, value_name = "CMD")]
     reuseport_cmd: Option<String>,
+    /// A new process serves once it prints a line containing TEXT
+    #[arg(long, value_name = "TEXT", default_value = "serving")]
     ready_line: String,
+    /// The signal that upgrades (`SIG` prefix and any case accepted)
+    #[arg(long, value_name = "SIG", default_value = "USR2", value_parser = signal)]
     upgrade_signal: Signal,
+    /// Alternating graceful/plain steady runs (0: skip; at most 100)
+    #[arg(long, value_name = "R", default_value_t = 10, value_parser = at_most(100usize))]
     overhead_rounds: usize,
+    /// Length of each (0.5 < S <= 600)
+    #[arg(long, value_name = "S", default_value_t = 3.0, value_parser = secs(0.5, 600.0))]
     overhead_seconds: f64,
+    /// Upgrades without load, for the idle handoff time (0: skip; at most 1000)
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_most(1000usize))]
     idle_upgrades: usize,
+    /// Where the timelines (NAME.svg) and the servers' output (NAME.log) go
+    #[arg(long, value_name = "DIR", default_value = "target/upgrade-bench")]
     svg_dir: PathBuf,
+    /// Failure samples and every handoff
+    #[arg(long, short)]
     verbose: bool,
 }
 
-fn parse_args() -> Args {
-    let mut a = Args {
-        upgrades: 10,
-        seconds: 30.0,
-        keepalive: 56,
-        per_request: 8,
-        slow: 4,
-        slow_path: "/sleep?ms=2000".into(),
-        slow_lead_ms: 500,
-        path: "/".into(),
-        pause_ms: 0,
-        pause_max_ms: 0,
-        timeout_ms: 5000,
-        workers: 2,
-        strategies: ["graceful", "naive", "reuseport", "nginx"]
-            .map(String::from)
-            .to_vec(),
-        nginx: PathBuf::from("/usr/sbin/nginx"),
-        drain_timeouts: Vec::new(),
-        port: 0,
-        cmd: None,
-        plain_cmd: None,
-        reuseport_cmd: None,
-        ready_line: "serving".into(),
-        upgrade_signal: Signal::SIGUSR2,
-        overhead_rounds: 10,
-        overhead_seconds: 3.0,
-        idle_upgrades: 10,
-        svg_dir: PathBuf::from("target/upgrade-bench"),
-        verbose: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(k) = it.next() {
-        let mut v = || {
-            it.next()
-                .unwrap_or_else(|| usage(&format!("{k} needs a value")))
-        };
-        fn num<T: std::str::FromStr>(k: &str, v: String) -> T {
-            v.parse()
-                .unwrap_or_else(|_| usage(&format!("{k}: {v:?} is not a number")))
-        }
-        match k.as_str() {
-            "--upgrades" => a.upgrades = num(&k, v()),
-            "--seconds" => a.seconds = num(&k, v()),
-            "--keepalive" => a.keepalive = num(&k, v()),
-            "--per-request" => a.per_request = num(&k, v()),
-            "--slow" => a.slow = num(&k, v()),
-            "--slow-path" => a.slow_path = v(),
-            "--slow-lead-ms" => a.slow_lead_ms = num(&k, v()),
-            "--path" => a.path = v(),
-            "--pause-ms" => {
-                a.pause_ms = num(&k, v());
-                a.pause_max_ms = a.pause_ms;
-            }
-            "--think-ms" => {
-                let v = v();
-                let (lo, hi) = v
-                    .split_once('-')
-                    .unwrap_or_else(|| usage(&format!("--think-ms: {v:?} is not MIN-MAX")));
-                a.pause_ms = num(&k, lo.trim().to_owned());
-                a.pause_max_ms = num(&k, hi.trim().to_owned());
-                if a.pause_max_ms < a.pause_ms {
-                    usage(&format!("--think-ms: {v:?}: MAX is below MIN"));
-                }
-            }
-            "--timeout-ms" => a.timeout_ms = num(&k, v()),
-            "--workers" => a.workers = num(&k, v()),
-            "--strategies" => a.strategies = v().split(',').map(|s| s.trim().to_owned()).collect(),
-            "--nginx" => a.nginx = PathBuf::from(v()),
-            "--drain-timeouts" => {
-                a.drain_timeouts = v()
-                    .split(',')
-                    .map(|ms| num(&k, ms.trim().to_owned()))
-                    .collect()
-            }
-            "--port" => a.port = num(&k, v()),
-            "--cmd" => a.cmd = Some(v()),
-            "--plain-cmd" => a.plain_cmd = Some(v()),
-            "--reuseport-cmd" => a.reuseport_cmd = Some(v()),
-            "--ready-line" => a.ready_line = v(),
-            "--upgrade-signal" => {
-                a.upgrade_signal = match v().to_ascii_uppercase().trim_start_matches("SIG") {
-                    "USR2" => Signal::SIGUSR2,
-                    "USR1" => Signal::SIGUSR1,
-                    "HUP" => Signal::SIGHUP,
-                    other => usage(&format!("--upgrade-signal: {other:?}")),
-                }
-            }
-            "--overhead-rounds" => a.overhead_rounds = num(&k, v()),
-            "--overhead-seconds" => a.overhead_seconds = num(&k, v()),
-            "--idle-upgrades" => a.idle_upgrades = num(&k, v()),
-            "--svg-dir" => a.svg_dir = PathBuf::from(v()),
-            "--verbose" | "-v" => a.verbose = true,
-            "--help" | "-h" => {
-                println!("{USAGE}");
-                std::process::exit(0)
-            }
-            other => usage(&format!("unknown argument {other:?}")),
-        }
+/// The chosen strategies, in order.
+#[derive(Clone)]
+struct Strategies(Vec<String>);
+
+/// `v`, trimmed, as a `T`.
+fn trimmed<T: std::str::FromStr>(v: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    v.trim().parse().map_err(|e| format!("{e}"))
+}
+
+/// A number from `lo` to `hi`, both included.
+fn between<T>(lo: T, hi: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    move |v| match trimmed::<T>(v)? {
+        n if lo <= n && n <= hi => Ok(n),
+        n => Err(format!("{n} is not in {lo}..={hi}")),
     }
-    for s in &a.strategies {
-        if !["graceful", "naive", "reuseport", "nginx"].contains(&s.as_str()) {
-            usage(&format!("unknown strategy {s:?}"));
-        }
+}
+
+/// A count of at most `max`.
+fn at_most<T>(max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy + Default + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    between(T::default(), max)
+}
+
+/// Seconds, more than `lo`, at most `hi` (NaN is neither).
+fn secs(lo: f64, hi: f64) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |v| match trimmed::<f64>(v)? {
+        s if s > lo && s <= hi => Ok(s),
+        s => Err(format!("{s} is not more than {lo} and at most {hi}")),
     }
-    if a.upgrades > 10_000
-        || !(a.seconds > 0.0 && a.seconds <= 3600.0)
-        || a.keepalive + a.per_request == 0
-        || a.keepalive + a.per_request > 1024
-        || a.slow > 64
-        || a.pause_max_ms > 10_000
-        || a.timeout_ms == 0
-        || a.timeout_ms > 600_000
-        || a.overhead_rounds > 100
-        || !(a.overhead_seconds > 0.5 && a.overhead_seconds <= 600.0)
-        || a.idle_upgrades > 1000
+}
+
+/// `MIN-MAX` milliseconds, MIN <= MAX <= 10000.
+fn think(v: &str) -> Result<(u64, u64), String> {
+    let (lo, hi) = v.split_once('-').ok_or("not MIN-MAX")?;
+    let (lo, hi) = (trimmed::<u64>(lo)?, at_most(10_000u64)(hi)?);
+    if hi < lo {
+        return Err("MAX is below MIN".into());
+    }
+    Ok((lo, hi))
+}
+
+fn strategies(v: &str) -> Result<Strategies, String> {
+    let names: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
+    match names
+        .iter()
+        .find(|s| !["graceful", "naive", "reuseport", "nginx"].contains(&s.as_str()))
     {
-        usage("out of bounds: upgrades <= 10000, 0 < seconds <= 3600, 1 <= keepalive + per-request <= 1024, slow <= 64, 0 < timeout-ms <= 600000, 0.5 < overhead-seconds <= 600");
+        Some(s) => Err(format!(
+            "unknown strategy {s:?} (graceful, naive, reuseport, nginx)"
+        )),
+        None => Ok(Strategies(names)),
+    }
+}
+
+fn signal(v: &str) -> Result<Signal, String> {
+    match v.to_ascii_uppercase().trim_start_matches("SIG") {
+        "USR2" => Ok(Signal::SIGUSR2),
+        "USR1" => Ok(Signal::SIGUSR1),
+        "HUP" => Ok(Signal::SIGHUP),
+        _ => Err("not USR2, USR1 or HUP".into()),
+    }
+}
+
+fn parse_args() -> Args {
+    use clap::{CommandFactory as _, Parser as _};
+    let mut a = Args::parse();
+    let clients = a.keepalive + a.per_request;
+    if !(1..=1024).contains(&clients) {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "--keepalive {} + --per-request {} = {clients} clients: not in 1..=1024",
+                    a.keepalive, a.per_request
+                ),
+            )
+            .exit();
     }
     if a.port == 0 {
         a.port = integration_tests::free_port();
@@ -575,6 +567,7 @@ fn loadavg() -> String {
 
 fn main() {
     let a = parse_args();
+    let (pause_ms, pause_max_ms) = a.think_ms.unwrap_or((a.pause_ms, a.pause_ms));
     integration_tests::reaper::ensure();
     let target = integration_tests::Target::Tcp(([127, 0, 0, 1], a.port).into());
     let own_app = a.cmd.is_some();
@@ -587,7 +580,7 @@ fn main() {
     };
     // Each binary is looked for only when a chosen strategy needs it; a missing one is one
     // line with the command that builds it, and exit status 2.
-    let wants = |name: &str| a.strategies.iter().any(|s| s == name);
+    let wants = |name: &str| a.strategies.0.iter().any(|s| s == name);
     let graceful_cmd = match &a.cmd {
         Some(c) => c.clone(),
         None if wants("graceful") => default_cmd(
@@ -631,8 +624,8 @@ fn main() {
         keepalive: a.keepalive,
         per_request: a.per_request,
         path: a.path.clone(),
-        pause: Duration::from_millis(a.pause_ms),
-        pause_max: Duration::from_millis(a.pause_max_ms),
+        pause: Duration::from_millis(pause_ms),
+        pause_max: Duration::from_millis(pause_max_ms),
         timeout: Duration::from_millis(a.timeout_ms),
         max_duration: Duration::from_secs_f64(a.seconds + 60.0),
     };
@@ -657,7 +650,7 @@ fn main() {
     println!(
         "upgrade-bench: port {} | {} restarts in {} s per strategy | {} keep-alive + {} per-request clients, {} slow requests ({}) {} ms before each restart | pause {} | load average {}, {}",
         a.port, a.upgrades, a.seconds, a.keepalive, a.per_request, a.slow, a.slow_path, a.slow_lead_ms,
-        if a.pause_max_ms > a.pause_ms { format!("{}-{} ms (random)", a.pause_ms, a.pause_max_ms) } else { format!("{} ms", a.pause_ms) },
+        if pause_max_ms > pause_ms { format!("{pause_ms}-{pause_max_ms} ms (random)") } else { format!("{pause_ms} ms") },
         loadavg(), cpu_pressure()
     );
     if wants("graceful") && !graceful_cmd.contains("/release/") && !own_app {
@@ -665,7 +658,7 @@ fn main() {
     }
 
     let mut strategies = Vec::new();
-    for name in &a.strategies {
+    for name in &a.strategies.0 {
         if name == "nginx" {
             if !a.nginx.is_file() {
                 println!(
@@ -791,7 +784,7 @@ fn main() {
         });
     }
 
-    if a.idle_upgrades > 0 && a.strategies.iter().any(|s| s == "graceful") {
+    if a.idle_upgrades > 0 && a.strategies.0.iter().any(|s| s == "graceful") {
         match strategy::idle_handoffs(
             &command(&graceful_cmd, a.port),
             a.idle_upgrades,
