@@ -5,7 +5,7 @@
 
 use std::{
     os::{
-        fd::{BorrowedFd, RawFd},
+        fd::{BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
     },
     path::PathBuf,
@@ -211,6 +211,23 @@ pub(crate) fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
         flags - FdFlag::FD_CLOEXEC
     };
     fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop)
+}
+
+/// Takes the pipe end a parent placed at `fd` for this process (announced in `var`, next to a
+/// `LISTEN_PID` that is ours): it must be an open FIFO; it becomes close-on-exec and ours.
+/// `None`, with a warning, when it is anything else.
+pub(crate) fn take_inherited_pipe(var: &str, fd: RawFd) -> Option<OwnedFd> {
+    match fstat(fd) {
+        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
+        _ => {
+            log::warn!("ignoring {var}={fd}: not an open pipe");
+            return None;
+        }
+    }
+    let _ = set_cloexec(fd, true);
+    // SAFETY: the parent put this pipe at `fd` for us (the caller checked LISTEN_PID is ours)
+    // and it is an open FIFO; nothing else in the process knows the number, so we own it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 fn describe_file_type(t: SFlag) -> &'static str {

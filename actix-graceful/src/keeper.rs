@@ -40,7 +40,7 @@
 use std::{
     ffi::OsStr,
     fmt, io,
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, OwnedFd, RawFd},
     sync::{mpsc, Mutex},
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -52,14 +52,12 @@ use nix::{
     fcntl::OFlag,
     sys::{
         signal::{kill, Signal},
-        stat::{fstat, SFlag},
         wait::{waitpid, WaitPidFlag, WaitStatus},
     },
     unistd::{getppid, pipe2, Pid},
 };
 
 use crate::{
-    fd::set_cloexec,
     handoff::{self, Cancel, Plan},
     notify::{self, monotonic_usec, sd_notify, PidFile},
     process::GENERATION_VAR,
@@ -217,18 +215,9 @@ pub(crate) fn take_control_fd(listen_fds: usize) {
         log::warn!("ignoring {CONTROL_FD_VAR}={value:?}: not an fd after the readiness pipe");
         return;
     };
-    match fstat(fd) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
-        _ => {
-            log::warn!("ignoring {CONTROL_FD_VAR}={fd}: not an open pipe");
-            return;
-        }
+    if let Some(owned) = crate::fd::take_inherited_pipe(CONTROL_FD_VAR, fd) {
+        *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
-    let _ = set_cloexec(fd, true);
-    // SAFETY: the keeper put this pipe at `fd` for us (LISTEN_PID is ours) and it is an open
-    // FIFO; nothing else in the process knows the number, so we own it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
 }
 
 /// Reads the control pipe on a thread of its own (detached: blocking, and it must not hold up

@@ -3,7 +3,7 @@
 //! once it serves; the parent reads it, or EOF if the successor died first.
 
 use std::{
-    os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
     sync::{
         atomic::{AtomicI32, Ordering},
         Arc, Mutex,
@@ -16,14 +16,13 @@ use nix::{
     poll::{poll, PollFd, PollFlags, PollTimeout},
     sys::{
         signal::{kill, Signal},
-        stat::{fstat, SFlag},
         wait::{waitpid, WaitPidFlag, WaitStatus},
     },
     unistd::Pid,
 };
 
 use super::spawn::READY_FD_VAR;
-use crate::{fd::set_cloexec, UpgradeError};
+use crate::UpgradeError;
 
 /// Asks a running readiness wait to stop its successor with a signal (0: carry on).
 #[derive(Debug, Clone, Default)]
@@ -69,18 +68,9 @@ pub(crate) fn take_report_fd(listen_fds: usize) {
         log::warn!("ignoring {READY_FD_VAR}={value:?}: not an fd after the listeners");
         return;
     };
-    match fstat(fd) {
-        Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
-        _ => {
-            log::warn!("ignoring {READY_FD_VAR}={fd}: not an open pipe");
-            return;
-        }
+    if let Some(owned) = crate::fd::take_inherited_pipe(READY_FD_VAR, fd) {
+        *REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
-    let _ = set_cloexec(fd, true);
-    // SAFETY: the predecessor put this pipe at `fd` for us (LISTEN_PID is ours) and it is an
-    // open FIFO; nothing else in the process knows the number, so we own it.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    *REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
 }
 
 /// The fd named by a `ACTIX_GRACEFUL_READY_FD` value: a decimal number after the `listen_fds`
