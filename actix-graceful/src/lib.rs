@@ -103,45 +103,30 @@
 
 mod addr;
 mod bind;
-#[cfg(unix)]
-mod connections;
 mod error;
-#[cfg(unix)]
-mod fd;
 mod glue;
-#[cfg(unix)]
-mod handoff;
 mod health;
-#[cfg(unix)]
-mod inherit;
-#[cfg(unix)]
-mod keeper;
 mod lame_duck;
-#[cfg(unix)]
-mod notify;
 #[cfg(unix)]
 mod process;
 #[cfg(unix)]
-mod registry;
+mod protocol;
 #[cfg(unix)]
 mod server;
 mod settings;
-#[cfg(unix)]
-mod signals;
-#[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
-mod tls;
 
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
 pub use health::{readiness, state, State};
-#[cfg(unix)]
-pub use inherit::{close_unclaimed, register_fd, take_fd, take_udp};
-pub use keeper::KeeperExit;
 pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
-pub use registry::ListenerInfo;
+pub use process::inherit::{close_unclaimed, register_fd, take_fd, take_udp};
+#[cfg(unix)]
+pub use process::keeper::KeeperExit;
+#[cfg(unix)]
+pub use process::registry::ListenerInfo;
 #[cfg(unix)]
 pub use server::{run, Graceful, UpgradeHandle};
 pub use settings::Settings;
@@ -164,7 +149,7 @@ pub use settings::Settings;
 #[cfg(unix)]
 #[must_use]
 pub fn listeners() -> Vec<ListenerInfo> {
-    registry::snapshot()
+    process::registry::snapshot()
 }
 
 /// The README's Rust code blocks, compiled by `cargo test --doc` so that its copy of the usage

@@ -12,6 +12,9 @@ use std::os::unix::net::UnixListener;
 
 use crate::glue::{sealed::Token, HttpServerExt};
 
+#[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
+mod tls;
+
 /// actix's own default listen backlog.
 pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
 
@@ -220,13 +223,17 @@ mod unix {
     use super::{Binding, Listener, Target};
     use crate::{
         addr::ListenAddr,
-        inherit::{self, Taken, Wanted, UNKNOWN_NAME},
-        registry, Error,
+        process::{
+            inherit::{self, Taken, Wanted},
+            registry,
+        },
+        protocol::listen_fds::{self, UNKNOWN_NAME},
+        Error,
     };
 
     pub(super) fn bind(binding: Binding) -> io::Result<Vec<Listener>> {
         let name = binding.name.as_deref();
-        if let Some(bad) = name.filter(|n| !inherit::name_is_valid(n)) {
+        if let Some(bad) = name.filter(|n| !listen_fds::name_is_valid(n)) {
             return Err(Error::InvalidFdName {
                 name: bad.to_owned(),
             }
@@ -602,7 +609,7 @@ pub trait GracefulBind: HttpServerExt {
         binding: Binding,
         config: rustls::ServerConfig,
     ) -> io::Result<Self> {
-        crate::tls::bind_rustls(self, binding, config)
+        crate::bind::tls::bind_rustls(self, binding, config)
     }
 
     /// Listens on TCP at `addrs` for HTTPS with OpenSSL (HTTP/1.1, and `h2` by ALPN with the
@@ -650,7 +657,7 @@ pub trait GracefulBind: HttpServerExt {
         binding: Binding,
         builder: openssl::ssl::SslAcceptorBuilder,
     ) -> io::Result<Self> {
-        crate::tls::bind_openssl(self, binding, builder)
+        crate::bind::tls::bind_openssl(self, binding, builder)
     }
 
     /// Listens on TCP at `addrs` for plaintext HTTP/1.x and HTTP/2 with prior knowledge (h2c)
@@ -681,7 +688,7 @@ pub trait GracefulBind: HttpServerExt {
     /// As [`Binding::bind`]; a Unix binding is `InvalidInput`.
     #[cfg(feature = "http2")]
     fn graceful_bind_auto_h2c_with(self, binding: Binding) -> io::Result<Self> {
-        crate::tls::bind_auto_h2c(self, binding)
+        crate::bind::tls::bind_auto_h2c(self, binding)
     }
 }
 
@@ -748,7 +755,7 @@ mod tests {
             .graceful_bind_named(name, "127.0.0.1:0")
             .unwrap();
         let ours = |name: &str| {
-            crate::registry::handoff_set()
+            crate::process::registry::handoff_set()
                 .into_iter()
                 .filter(|(_, n)| n == name)
                 .map(|(fd, _)| socket_of(fd))
@@ -827,7 +834,7 @@ mod tests {
         let _blocker = std::net::TcpListener::bind(("127.0.0.2", port)).unwrap();
         let want = socket_of(std::os::fd::AsRawFd::as_raw_fd(&inherited));
         let port_text = port.to_string();
-        let out = crate::inherit::child::run(
+        let out = crate::process::inherit::tests::child::run(
             "bind::tests::child_multi_address_bind_fails_after_claiming",
             &[("LISTEN_FDS", "1"), ("AG_7A_PORT", &port_text)],
             Some(("", "")),

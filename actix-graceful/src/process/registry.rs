@@ -16,7 +16,10 @@ use std::{
     sync::Mutex,
 };
 
-use crate::{addr::ListenAddr, fd, inherit::UNKNOWN_NAME};
+use crate::{
+    addr::ListenAddr,
+    protocol::{fd, listen_fds::UNKNOWN_NAME},
+};
 
 /// A listener this process serves, as reported by [`listeners`](crate::listeners).
 ///

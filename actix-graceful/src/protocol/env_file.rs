@@ -8,20 +8,10 @@
 
 use std::{ffi::OsString, io, os::unix::ffi::OsStringExt as _, path::Path};
 
-use super::spawn::READY_FD_VAR;
-use crate::process::GENERATION_VAR;
+use super::env::SET_BY_HANDOFF;
 
 /// Files larger than this are not configuration: refuse them rather than read them whole.
 pub(crate) const MAX_ENV_FILE: u64 = 1 << 20;
-
-/// Variables the handoff itself sets; a file may not override them.
-const RESERVED: [&str; 5] = [
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-    READY_FD_VAR,
-    GENERATION_VAR,
-];
 
 /// Reads and parses the environment file at `path`.
 ///
@@ -93,7 +83,7 @@ pub(crate) fn parse(bytes: &[u8]) -> io::Result<Vec<(OsString, OsString)>> {
             return Err(bad("the value holds a NUL byte"));
         }
         let key_str = std::str::from_utf8(key).unwrap_or_default();
-        if RESERVED.contains(&key_str) {
+        if SET_BY_HANDOFF.contains(&key_str) {
             return Err(bad(&format!(
                 "{key_str} is set by the handoff itself and cannot be overridden"
             )));
@@ -204,7 +194,9 @@ mod proptests {
             proptest::collection::vec(proptest::sample::select(rest), 0..12),
         )
             .prop_map(|(f, r)| std::iter::once(f).chain(r).collect())
-            .prop_filter("reserved", |k: &String| !RESERVED.contains(&k.as_str()))
+            .prop_filter("reserved", |k: &String| {
+                !SET_BY_HANDOFF.contains(&k.as_str())
+            })
     }
 
     /// Any bytes but newline and NUL, not ending in `\r`.
@@ -236,7 +228,7 @@ mod proptests {
                 for (k, v) in &pairs {
                     prop_assert!(key_is_valid(k.as_encoded_bytes()));
                     prop_assert!(!v.as_encoded_bytes().contains(&0));
-                    prop_assert!(!RESERVED.contains(&k.to_str().unwrap()));
+                    prop_assert!(!SET_BY_HANDOFF.contains(&k.to_str().unwrap()));
                 }
                 let mut keys: Vec<_> = pairs.iter().map(|(k, _)| k).collect();
                 keys.sort();

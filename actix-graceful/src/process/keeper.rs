@@ -18,7 +18,7 @@
 //!   are, a hang-up (SIGHUP, unless it is the upgrade signal) as SIGTERM.
 //! - Upgrade signal → a new generation; once it is ready the previous one is told it was
 //!   replaced through its control pipe, a channel only the keeper holds (the pipe's read end
-//!   is handed over after the readiness pipe, named by [`CONTROL_FD_VAR`]; the keeper writes
+//!   is handed over after the readiness pipe, named by [`KEEPER_FD`]; the keeper writes
 //!   [`REPLACED`]), and drains at once, as after a handoff, without the pre-stop delay that
 //!   SIGTERM (the service stops) brings. No signal means "replaced": anyone can send a signal
 //!   (a terminal sends SIGWINCH to a whole process group on each resize). For generations built
@@ -38,7 +38,6 @@
 //!   (the start's own `waitpid` must find its child).
 
 use std::{
-    ffi::OsStr,
     fmt, io,
     os::fd::{AsRawFd, OwnedFd, RawFd},
     sync::{mpsc, Mutex},
@@ -57,19 +56,20 @@ use nix::{
     unistd::{getppid, pipe2, Pid},
 };
 
-use crate::{
+use super::{
+    announce,
     handoff::{self, Cancel, Plan},
-    notify::{self, monotonic_usec, sd_notify, PidFile},
-    process::GENERATION_VAR,
     registry,
     signals::{self, Wake},
+};
+use crate::{
+    protocol::{
+        env::{self, GENERATION, KEEPER, KEEPER_FD},
+        notify::{self, monotonic_usec, sd_notify, PidFile},
+    },
     UpgradeError,
 };
 
-/// Names the keeper in a generation's environment.
-pub(crate) const KEEPER_VAR: &str = "ACTIX_GRACEFUL_KEEPER";
-/// Names the generation's control pipe (the read end), handed over after the readiness pipe.
-pub(crate) const CONTROL_FD_VAR: &str = "ACTIX_GRACEFUL_KEEPER_FD";
 /// The byte the keeper writes on a generation's control pipe: a newer generation serves.
 const REPLACED: u8 = b'R';
 
@@ -102,26 +102,22 @@ pub(crate) enum Role {
     Generation(Pid),
 }
 
-/// Decides the role: a generation when [`KEEPER_VAR`] is set *and* `LISTEN_PID` is this process
+/// Decides the role: a generation when [`KEEPER`] is set *and* `LISTEN_PID` is this process
 /// (so the variable was meant for it, not inherited from an ancestor), else a keeper.
 ///
 /// # Errors
-/// [`KEEPER_VAR`] is meant for this process but is not a process id.
+/// [`KEEPER`] is meant for this process but is not a process id.
 pub(crate) fn role() -> io::Result<Role> {
-    role_from(
-        std::env::var_os(KEEPER_VAR).as_deref(),
-        std::env::var_os("LISTEN_PID").as_deref(),
-        std::process::id(),
-    )
+    role_from(env::snapshot())
 }
 
-/// [`role`] from the values of [`KEEPER_VAR`] and `LISTEN_PID` and this process's pid.
-fn role_from(keeper: Option<&OsStr>, listen_pid: Option<&OsStr>, own: u32) -> io::Result<Role> {
-    let Some(value) = keeper else {
+/// [`role`] from the values of [`KEEPER`] and `LISTEN_PID` and this process's pid.
+fn role_from(snapshot: &env::Snapshot) -> io::Result<Role> {
+    let Some(value) = &snapshot.keeper else {
         return Ok(Role::Keeper);
     };
-    if listen_pid.and_then(OsStr::to_str) != Some(own.to_string().as_str()) {
-        log::debug!("{KEEPER_VAR} is set but not for this process (LISTEN_PID is not ours)");
+    if !snapshot.is_for_us() {
+        log::debug!("{KEEPER} is set but not for this process (LISTEN_PID is not ours)");
         return Ok(Role::Keeper);
     }
     let pid = value
@@ -132,7 +128,7 @@ fn role_from(keeper: Option<&OsStr>, listen_pid: Option<&OsStr>, own: u32) -> io
         Some(pid) if pid > 0 => Ok(Role::Generation(Pid::from_raw(pid))),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{KEEPER_VAR}={value:?} is not a keeper's process id"),
+            format!("{KEEPER}={value:?} is not a keeper's process id"),
         )),
     }
 }
@@ -200,22 +196,23 @@ static CONTROL: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// that is explicitly ours, and only if the fd is a pipe after the listeners and the readiness
 /// pipe. Marks it close-on-exec so the app's own children do not inherit it.
 pub(crate) fn take_control_fd(listen_fds: usize) {
-    let Some(value) = std::env::var_os(CONTROL_FD_VAR) else {
+    let snapshot = env::snapshot();
+    let Some(value) = &snapshot.keeper_fd else {
         return;
     };
-    if std::env::var("LISTEN_PID").ok() != Some(std::process::id().to_string()) {
+    if !snapshot.is_for_us() {
         return;
     }
-    let first_free = crate::inherit::LISTEN_FDS_START + listen_fds as RawFd + 1;
+    let first_free = crate::protocol::listen_fds::LISTEN_FDS_START + listen_fds as RawFd + 1;
     let fd = value
         .to_str()
         .and_then(|v| v.parse::<RawFd>().ok())
         .filter(|&fd| fd >= first_free);
     let Some(fd) = fd else {
-        log::warn!("ignoring {CONTROL_FD_VAR}={value:?}: not an fd after the readiness pipe");
+        log::warn!("ignoring {KEEPER_FD}={value:?}: not an fd after the readiness pipe");
         return;
     };
-    if let Some(owned) = crate::fd::take_inherited_pipe(CONTROL_FD_VAR, fd) {
+    if let Some(owned) = crate::protocol::fd::take_inherited_pipe(KEEPER_FD, fd) {
         *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
 }
@@ -363,7 +360,7 @@ pub(crate) fn run(config: Config) -> io::Result<()> {
         ));
     }
     plan.env
-        .push((KEEPER_VAR, Some(std::process::id().to_string())));
+        .push((KEEPER, Some(std::process::id().to_string())));
     plan.env.push(("NOTIFY_SOCKET", None));
     let upgrade = plan.upgrade_signal;
     let mut caught = vec![
@@ -483,8 +480,7 @@ impl Starter {
             .spawn(move || {
                 for (cancel, generation) in inbox {
                     let mut plan = plan.clone();
-                    plan.env
-                        .push((GENERATION_VAR, Some(generation.to_string())));
+                    plan.env.push((GENERATION, Some(generation.to_string())));
                     let result = start_generation(&plan, &cancel);
                     if outbox.send(result).is_err() {
                         break;
@@ -777,23 +773,12 @@ impl Keeper {
     /// The first generation serves: the keeper is ready as a whole.
     fn announce(&mut self, pid: Pid) {
         self.announced = true;
-        if let Some(pid_file) = &self.pid_file {
-            if let Err(err) = pid_file.write() {
-                log::error!("cannot write pid file {}: {err}", pid_file.path().display());
-            }
-        }
-        if self.fd_store {
-            notify::store_fds(&registry::fd_store_set());
-        }
+        announce::serving(
+            self.pid_file.as_ref(),
+            self.fd_store,
+            &self.status("serving"),
+        );
         let me = std::process::id();
-        if handoff::has_predecessor() {
-            handoff::report_ready();
-        } else {
-            sd_notify(&format!(
-                "READY=1\nMAINPID={me}\n{}",
-                self.status("serving")
-            ));
-        }
         log::info!("keeper pid={me}: serving through generation pid={pid}");
     }
 
@@ -940,11 +925,21 @@ fn backoff(failures: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsStr;
+
     use super::*;
 
     #[test]
     fn role_is_generation_only_for_our_listen_pid() {
         let os = |s: &'static str| Some(OsStr::new(s));
+        let role_from = |keeper: Option<&OsStr>, listen_pid: Option<&OsStr>, pid: u32| {
+            role_from(&env::Snapshot {
+                pid,
+                keeper: keeper.map(Into::into),
+                listen_pid: listen_pid.map(Into::into),
+                ..env::Snapshot::default()
+            })
+        };
         assert_eq!(role_from(None, os("42"), 42).unwrap(), Role::Keeper);
         assert_eq!(
             role_from(os("7"), os("42"), 42).unwrap(),
@@ -961,7 +956,7 @@ mod tests {
         for bad in ["", "0", "-3", "+7", " 7", "x", "99999999999"] {
             let err = role_from(os(bad), os("42"), 42).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
-            assert!(err.to_string().contains(KEEPER_VAR), "{err}");
+            assert!(err.to_string().contains(KEEPER), "{err}");
         }
     }
 

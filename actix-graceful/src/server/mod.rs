@@ -20,16 +20,21 @@ use nix::{
     unistd::Pid,
 };
 
+mod signals;
+
+use self::signals::{Event, Signals};
 use crate::{
-    connections::ClientConnections,
     glue::{sealed::Token, HttpServerExt},
-    handoff::{self, Cancel, Plan, Readiness},
-    health, inherit,
-    keeper::{self, Mode, Role},
-    lame_duck,
-    notify::{self, sd_notify, PidFile},
-    process, registry,
-    signals::{self, Event, Signals},
+    health, lame_duck,
+    process::{
+        self, announce,
+        connections::ClientConnections,
+        handoff::{self, Cancel, Plan, Readiness},
+        inherit,
+        keeper::{self, Mode, Role},
+        registry, signals as process_signals,
+    },
+    protocol::notify::{self, sd_notify, PidFile},
     UpgradeError,
 };
 
@@ -105,7 +110,7 @@ impl Graceful {
             upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
             shutdown_timeout: None,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
-            upgrade_signal: signals::DEFAULT_UPGRADE,
+            upgrade_signal: process_signals::DEFAULT_UPGRADE,
             successor: None,
             env_file: None,
             readiness: Readiness::Pipe,
@@ -177,10 +182,10 @@ impl Graceful {
     /// (SIGTERM, SIGINT, SIGQUIT, SIGKILL, SIGSTOP, SIGCHLD, SIGPIPE, fault signals).
     pub fn upgrade_signal(mut self, signal: i32) -> Self {
         assert!(
-            signals::is_valid_upgrade_signal(signal),
+            process_signals::is_valid_upgrade_signal(signal),
             "signal {signal} cannot be the upgrade signal"
         );
-        if let Err(err) = signals::catch(signal) {
+        if let Err(err) = process_signals::catch(signal) {
             log::warn!("cannot catch signal {signal} until the server runs: {err}");
         }
         self.upgrade_signal = signal;
@@ -400,24 +405,7 @@ impl Graceful {
                  connection during a handoff; wrap your App with actix_graceful::LameDuck"
             );
         }
-        if let Some(pid_file) = &self.pid_file {
-            if let Err(err) = pid_file.write() {
-                log::error!("cannot write pid file {}: {err}", pid_file.path().display());
-            }
-        }
-        if self.fd_store {
-            notify::store_fds(&registry::fd_store_set());
-        }
-        if handoff::has_predecessor() {
-            // The predecessor, still the service's main process, tells systemd.
-            handoff::report_ready();
-        } else {
-            sd_notify(&format!(
-                "READY=1\nMAINPID={}\n{}",
-                std::process::id(),
-                status("serving")
-            ));
-        }
+        announce::serving(self.pid_file.as_ref(), self.fd_store, &status("serving"));
         log::info!("serving, pid={}", std::process::id());
     }
 }

@@ -34,10 +34,13 @@ use nix::{
     unistd::{pipe2, Pid},
 };
 
-use crate::{inherit::LISTEN_FDS_START, keeper::CONTROL_FD_VAR, process::GENERATION_VAR, signals};
-
-/// The variable that tells a successor which fd is its readiness pipe.
-pub(crate) const READY_FD_VAR: &str = "ACTIX_GRACEFUL_READY_FD";
+use crate::{
+    process::signals,
+    protocol::{
+        env::{GENERATION, KEEPER_FD, READY_FD},
+        listen_fds::LISTEN_FDS_START,
+    },
+};
 
 const LISTEN_PID_PREFIX: &[u8] = b"LISTEN_PID=";
 
@@ -92,7 +95,7 @@ impl Spawn {
     /// Prepares the start of `exe` with `args` (argv[0] included) in `cwd`, the environment of
     /// this process less any `LISTEN_*` and readiness variable, with `env_changes` applied in
     /// order (`Some`: set, `None`: remove), the listeners `fds` named `names`, and in keeper mode
-    /// the generation's control pipe `control` (named by [`CONTROL_FD_VAR`]).
+    /// the generation's control pipe `control` (named by [`KEEPER_FD`]).
     ///
     /// # Errors
     /// A path, argument or name holds a NUL byte.
@@ -125,9 +128,9 @@ impl Spawn {
                         "LISTEN_FDS"
                             | "LISTEN_PID"
                             | "LISTEN_FDNAMES"
-                            | READY_FD_VAR
-                            | GENERATION_VAR
-                            | CONTROL_FD_VAR
+                            | READY_FD
+                            | GENERATION
+                            | KEEPER_FD
                     )
                 ) && !env_changes.iter().any(|(name, _)| k == name)
             })
@@ -145,18 +148,14 @@ impl Spawn {
             .collect::<io::Result<Vec<_>>>()?;
         env.push(cstring(format!("LISTEN_FDS={n}").as_bytes())?);
         env.push(cstring(format!("LISTEN_FDNAMES={names}").as_bytes())?);
-        env.push(cstring(format!("{READY_FD_VAR}={ready_fd}").as_bytes())?);
+        env.push(cstring(format!("{READY_FD}={ready_fd}").as_bytes())?);
         if control.is_some() {
             let control_fd = ready_fd + 1;
-            env.push(cstring(
-                format!("{CONTROL_FD_VAR}={control_fd}").as_bytes(),
-            )?);
+            env.push(cstring(format!("{KEEPER_FD}={control_fd}").as_bytes())?);
         }
-        if !env_changes.iter().any(|(name, _)| *name == GENERATION_VAR) {
+        if !env_changes.iter().any(|(name, _)| *name == GENERATION) {
             let generation = crate::process::startup().generation + 1;
-            env.push(cstring(
-                format!("{GENERATION_VAR}={generation}").as_bytes(),
-            )?);
+            env.push(cstring(format!("{GENERATION}={generation}").as_bytes())?);
         }
 
         let mut pid_entry = LISTEN_PID_PREFIX.to_vec();

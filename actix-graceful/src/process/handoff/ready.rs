@@ -21,7 +21,7 @@ use nix::{
     unistd::Pid,
 };
 
-use super::spawn::READY_FD_VAR;
+use crate::protocol::env::{self, READY_FD};
 use crate::UpgradeError;
 
 /// Asks a running readiness wait to stop its successor with a signal (0: carry on).
@@ -57,18 +57,18 @@ static REPORT_FD: Mutex<Option<OwnedFd>> = Mutex::new(None);
 /// explicitly ours (so the variable is for us) and only if the fd is a pipe outside the
 /// listener range. Marks it close-on-exec so the app's own children do not inherit it.
 pub(crate) fn take_report_fd(listen_fds: usize) {
-    let ours = std::env::var("LISTEN_PID").ok() == Some(std::process::id().to_string());
-    let Some(value) = std::env::var_os(READY_FD_VAR) else {
+    let snapshot = env::snapshot();
+    let Some(value) = &snapshot.ready_fd else {
         return;
     };
-    if !ours {
+    if !snapshot.is_for_us() {
         return;
     }
-    let Some(fd) = ready_fd_from(&value, listen_fds) else {
-        log::warn!("ignoring {READY_FD_VAR}={value:?}: not an fd after the listeners");
+    let Some(fd) = ready_fd_from(value, listen_fds) else {
+        log::warn!("ignoring {READY_FD}={value:?}: not an fd after the listeners");
         return;
     };
-    if let Some(owned) = crate::fd::take_inherited_pipe(READY_FD_VAR, fd) {
+    if let Some(owned) = crate::protocol::fd::take_inherited_pipe(READY_FD, fd) {
         *REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
 }
@@ -79,7 +79,7 @@ fn ready_fd_from(value: &std::ffi::OsStr, listen_fds: usize) -> Option<RawFd> {
     let fd = value.to_str()?.parse::<RawFd>().ok()?;
     let first_free = RawFd::try_from(listen_fds)
         .ok()?
-        .checked_add(crate::inherit::LISTEN_FDS_START)?;
+        .checked_add(crate::protocol::listen_fds::LISTEN_FDS_START)?;
     (fd >= first_free).then_some(fd)
 }
 

@@ -5,7 +5,7 @@
 //! (a log appender, an exporter, a runtime of its own) can take the signal without it killing
 //! the process (the default action of SIGUSR2 and SIGHUP). The handler only records the signal
 //! in an atomic bit set and wakes an optional self-pipe; `run` acts on a recorded signal once it
-//! handles signals itself ([`Signals::install`]), and keeper mode reads the same set
+//! handles signals itself (`server::signals`), and keeper mode reads the same set
 //! ([`Wake`]). A successor starts with the upgrade signal blocked across `exec` (a signal
 //! between `exec` and its handler would kill it) and unblocks it once the handler exists.
 //!
@@ -19,11 +19,9 @@ use std::{
         atomic::{AtomicI32, AtomicU64, Ordering},
         Mutex, Once, OnceLock,
     },
-    task::{Context, Poll},
     time::Duration,
 };
 
-use actix_rt::signal::unix::{signal, Signal as Stream, SignalKind};
 use nix::{
     errno::Errno,
     fcntl::OFlag,
@@ -36,17 +34,6 @@ use nix::{
 
 /// The default upgrade signal.
 pub(crate) const DEFAULT_UPGRADE: i32 = libc::SIGUSR2;
-
-/// What a signal asks of the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// The upgrade signal: hand over to a successor.
-    Upgrade,
-    /// SIGTERM: stop with the careful drain.
-    Terminate,
-    /// SIGINT or SIGQUIT: actix's forced stop.
-    Force(&'static str),
-}
 
 // ---- the handler: records, wakes ----
 
@@ -208,69 +195,6 @@ pub(crate) fn is_valid_upgrade_signal(signal: i32) -> bool {
             libc::SIGPIPE,
         ]
         .contains(&signal)
-}
-
-// ---- the server's signals (async) ----
-
-/// The server's signal handlers.
-pub(crate) struct Signals {
-    upgrade_signal: i32,
-    upgrade: Stream,
-    term: Stream,
-    int: Stream,
-    quit: Stream,
-    /// An upgrade signal recorded before the server ran, not acted on yet.
-    early: bool,
-}
-
-impl Signals {
-    /// Installs the handlers (tokio's, chained after ours for the upgrade signal, so the
-    /// recorded bit stays the one truth), then takes an upgrade signal that arrived before: it is
-    /// acted on at the first poll. When the upgrade signal is another one, SIGUSR2 gets its
-    /// ordinary meaning back.
-    ///
-    /// # Errors
-    /// Installing a handler failed (no signal driver in the runtime).
-    pub(crate) fn install(upgrade: i32) -> io::Result<Self> {
-        catch(upgrade)?;
-        let signals = Signals {
-            upgrade_signal: upgrade,
-            upgrade: signal(SignalKind::from_raw(upgrade))?,
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            quit: signal(SignalKind::quit())?,
-            early: take(upgrade),
-        };
-        release_usr2_unless(upgrade);
-        if signals.early {
-            log::info!("upgrade signal {upgrade} arrived before the server ran: upgrading now");
-        }
-        Ok(signals)
-    }
-
-    /// Polls for the next signal.
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if std::mem::take(&mut self.early) {
-            return Poll::Ready(Event::Upgrade);
-        }
-        // tokio's stream wakes; the bit says whether the signal is still to be acted on (it was
-        // not, when the wake-up is for a signal already taken as an early one).
-        while let Poll::Ready(Some(())) = self.upgrade.poll_recv(cx) {
-            if take(self.upgrade_signal) {
-                return Poll::Ready(Event::Upgrade);
-            }
-        }
-        if self.term.poll_recv(cx).is_ready() {
-            return Poll::Ready(Event::Terminate);
-        }
-        if self.int.poll_recv(cx).is_ready() {
-            return Poll::Ready(Event::Force("SIGINT"));
-        }
-        if self.quit.poll_recv(cx).is_ready() {
-            return Poll::Ready(Event::Force("SIGQUIT"));
-        }
-        Poll::Pending
-    }
 }
 
 // ---- keeper mode's signals (blocking): a self-pipe, so any thread may take them ----

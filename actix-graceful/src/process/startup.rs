@@ -8,6 +8,8 @@ use std::{
     sync::OnceLock,
 };
 
+use crate::protocol::env::{self, GENERATION};
+
 /// How this process was started.
 #[derive(Debug)]
 pub(crate) struct Startup {
@@ -25,9 +27,6 @@ pub(crate) struct Startup {
     pub(crate) generation: u64,
 }
 
-/// The variable that tells a successor its generation number.
-pub(crate) const GENERATION_VAR: &str = "ACTIX_GRACEFUL_GENERATION";
-
 static STARTUP: OnceLock<Startup> = OnceLock::new();
 
 /// Records the start-up facts, catches the upgrade signal (process-wide) until the server
@@ -37,10 +36,10 @@ pub(crate) fn init() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         startup();
-        crate::signals::catch_early();
-        let listen_fds = crate::inherit::count();
-        crate::handoff::take_report_fd(listen_fds);
-        crate::keeper::take_control_fd(listen_fds);
+        crate::process::signals::catch_early();
+        let listen_fds = crate::process::inherit::count();
+        crate::process::handoff::take_report_fd(listen_fds);
+        crate::process::keeper::take_control_fd(listen_fds);
     });
 }
 
@@ -55,8 +54,8 @@ pub(crate) fn startup() -> &'static Startup {
             .or_else(|| std::env::current_exe().ok())
             .unwrap_or_default();
         let generation = generation(
-            std::env::var_os(GENERATION_VAR),
-            std::env::var_os(crate::handoff::READY_FD_VAR).is_some(),
+            env::snapshot().generation.clone(),
+            env::snapshot().ready_fd.is_some(),
         );
         log::debug!(
             "started as {} in {} (generation {generation})",
@@ -81,7 +80,7 @@ fn generation(announced: Option<OsString>, has_predecessor: bool) -> u64 {
     match value.to_str().and_then(|v| v.parse::<u64>().ok()) {
         Some(n) if n >= 1 => n,
         _ => {
-            log::warn!("{GENERATION_VAR}={value:?} is not a generation number; taking 1");
+            log::warn!("{GENERATION}={value:?} is not a generation number; taking 1");
             1
         }
     }

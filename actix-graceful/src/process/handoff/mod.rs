@@ -2,7 +2,6 @@
 //! protocol, then wait until it reports ready. Blocking code, free of actix types; the server
 //! runs it on a blocking thread.
 
-mod env;
 mod ready;
 mod spawn;
 
@@ -11,9 +10,9 @@ use std::{ffi::OsString, io, os::fd::RawFd, path::PathBuf, time::Duration};
 pub(crate) use ready::{
     exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
 };
-pub(crate) use spawn::READY_FD_VAR;
 
-use crate::{registry, signals, UpgradeError};
+use super::{registry, signals};
+use crate::{protocol::env_file, UpgradeError};
 
 /// How to start a successor.
 #[derive(Debug, Clone)]
@@ -51,7 +50,7 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
     }
     // The environment file first, then the crate's own changes (keeper mode), which win.
     let mut env_changes: Vec<(OsString, Option<OsString>)> = match &plan.env_file {
-        Some(path) => env::read(path)
+        Some(path) => env_file::read(path)
             .map_err(UpgradeError::EnvFile)?
             .into_iter()
             .map(|(k, v)| (k, Some(v)))

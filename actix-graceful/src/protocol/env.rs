@@ -1,0 +1,88 @@
+//! Every environment variable that crosses `exec` between the processes of a service, and the
+//! one snapshot of them taken at the crate's first use. Nothing else in the crate reads these
+//! variables from the process environment; nothing here changes it (unsound once other threads
+//! exist).
+
+use std::{ffi::OsString, sync::OnceLock};
+
+use super::listen_fds;
+
+/// The socket-activation count (systemd's protocol).
+pub(crate) const LISTEN_FDS: &str = "LISTEN_FDS";
+/// The pid the sockets are for (systemd's protocol).
+pub(crate) const LISTEN_PID: &str = "LISTEN_PID";
+/// The sockets' names, colon-separated (systemd's protocol).
+pub(crate) const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+/// The write end of the readiness pipe a predecessor waits on.
+pub(crate) const READY_FD: &str = "ACTIX_GRACEFUL_READY_FD";
+/// The successor's generation number (1 for a process nobody of ours started).
+pub(crate) const GENERATION: &str = "ACTIX_GRACEFUL_GENERATION";
+/// Keeper mode: the keeper's pid, set in each generation's environment.
+pub(crate) const KEEPER: &str = "ACTIX_GRACEFUL_KEEPER";
+/// Keeper mode: the read end of the generation's control pipe.
+pub(crate) const KEEPER_FD: &str = "ACTIX_GRACEFUL_KEEPER_FD";
+
+/// The variables a successor's environment gets from the handoff itself: an environment file
+/// may not set them.
+pub(crate) const SET_BY_HANDOFF: [&str; 5] =
+    [LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, READY_FD, GENERATION];
+
+/// The protocol's variables as this process found them, with its pid.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) pid: u32,
+    pub(crate) listen_fds: Option<OsString>,
+    pub(crate) listen_pid: Option<OsString>,
+    pub(crate) listen_fdnames: Option<OsString>,
+    pub(crate) ready_fd: Option<OsString>,
+    pub(crate) generation: Option<OsString>,
+    pub(crate) keeper: Option<OsString>,
+    pub(crate) keeper_fd: Option<OsString>,
+}
+
+impl Snapshot {
+    /// Reads the variables from the process environment.
+    fn read() -> Snapshot {
+        let var = std::env::var_os;
+        Snapshot {
+            pid: std::process::id(),
+            listen_fds: var(LISTEN_FDS),
+            listen_pid: var(LISTEN_PID),
+            listen_fdnames: var(LISTEN_FDNAMES),
+            ready_fd: var(READY_FD),
+            generation: var(GENERATION),
+            keeper: var(KEEPER),
+            keeper_fd: var(KEEPER_FD),
+        }
+    }
+
+    /// Whether `LISTEN_PID` names this process: the crate's own variables (readiness pipe,
+    /// control pipe, keeper pid) are for it only then, not for a child that inherited them.
+    pub(crate) fn is_for_us(&self) -> bool {
+        listen_fds::names_pid(self.listen_pid.as_deref(), self.pid)
+    }
+}
+
+/// The snapshot, taken at the first call (the crate's first use).
+pub(crate) fn snapshot() -> &'static Snapshot {
+    static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
+    SNAPSHOT.get_or_init(Snapshot::read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_crates_variables_are_for_us_only_with_our_listen_pid() {
+        let at = |pid: Option<&str>| Snapshot {
+            pid: 4242,
+            listen_pid: pid.map(OsString::from),
+            ..Snapshot::default()
+        };
+        assert!(at(Some("4242")).is_for_us());
+        assert!(!at(Some("4243")).is_for_us());
+        assert!(!at(Some("x")).is_for_us());
+        assert!(!at(None).is_for_us());
+    }
+}
