@@ -133,13 +133,22 @@ fn role_from(snapshot: &env::Snapshot) -> io::Result<Role> {
     }
 }
 
+/// How a generation hears that a newer one serves.
+pub(crate) enum Replacement {
+    /// Through the control pipe: resolves once the keeper says so.
+    Pipe(Replaced),
+    /// A keeper of an older version of this crate says it with this signal (the glue turns it
+    /// into a stream of the runtime's).
+    Signal(i32),
+}
+
 /// Run by a generation at start: asks for SIGTERM (a graceful drain) when the keeper dies,
-/// checks that the keeper is still its parent, and returns the future that resolves once the
-/// keeper says that a newer generation serves.
+/// checks that the keeper is still its parent, and says how the keeper will tell it that a
+/// newer generation serves.
 ///
 /// # Errors
 /// The keeper is already gone.
-pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replaced> {
+pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replacement> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: prctl with integer arguments only.
@@ -172,15 +181,12 @@ pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replaced> {
     );
     let control = CONTROL.lock().unwrap_or_else(|e| e.into_inner()).take();
     match control {
-        Some(fd) => Ok(watch_control(fd)),
+        Some(fd) => Ok(Replacement::Pipe(watch_control(fd))),
         None => {
             // A keeper of an older version of this crate says "replaced" with a signal.
             let signal = legacy_replaced_signal(upgrade);
             log::info!("no control pipe from the keeper (an older version): signal {signal} means replaced");
-            let mut stream = actix_rt::signal::unix::signal(
-                actix_rt::signal::unix::SignalKind::from_raw(signal),
-            )?;
-            Ok(Box::pin(async move { stream.recv().await.is_some() }))
+            Ok(Replacement::Signal(signal))
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::{
         connections::ClientConnections,
         handoff::{self, Cancel, Plan, Readiness},
         inherit,
-        keeper::{self, Mode, Role},
+        keeper::{self, Mode, Replacement, Role},
         registry, signals as process_signals,
     },
     protocol::notify::{self, sd_notify, PidFile},
@@ -335,7 +335,10 @@ impl Graceful {
             match keeper::role()? {
                 Role::Keeper => return self.keep(server).await,
                 Role::Generation(pid) => {
-                    replaced = Some(keeper::attach(pid, self.upgrade_signal)?);
+                    replaced = Some(match keeper::attach(pid, self.upgrade_signal)? {
+                        Replacement::Pipe(replaced) => replaced,
+                        Replacement::Signal(signal) => signals::replaced_by(signal)?,
+                    });
                     self.keeper = Mode::Under(pid);
                     self.pid_file = None; // the keeper's
                 }

@@ -6,7 +6,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use actix_rt::signal::unix::{signal, Signal as Stream, SignalKind};
+use actix_rt::signal::unix::{signal as signal_stream, Signal as Stream, SignalKind};
 
 use crate::process::signals::{catch, release_usr2_unless, take};
 
@@ -44,10 +44,10 @@ impl Signals {
         catch(upgrade)?;
         let signals = Signals {
             upgrade_signal: upgrade,
-            upgrade: signal(SignalKind::from_raw(upgrade))?,
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            quit: signal(SignalKind::quit())?,
+            upgrade: signal_stream(SignalKind::from_raw(upgrade))?,
+            term: signal_stream(SignalKind::terminate())?,
+            int: signal_stream(SignalKind::interrupt())?,
+            quit: signal_stream(SignalKind::quit())?,
             early: take(upgrade),
         };
         release_usr2_unless(upgrade);
@@ -80,4 +80,13 @@ impl Signals {
         }
         Poll::Pending
     }
+}
+
+/// The future a generation under an older keeper waits on: resolves once `signal` arrives.
+///
+/// # Errors
+/// Installing the handler failed (no signal driver in the runtime).
+pub(crate) fn replaced_by(signal: i32) -> io::Result<crate::process::keeper::Replaced> {
+    let mut stream = signal_stream(SignalKind::from_raw(signal))?;
+    Ok(Box::pin(async move { stream.recv().await.is_some() }))
 }

@@ -290,7 +290,12 @@ mod libsystemd {
                 s.as_raw_fd()
             })
             .collect();
-        let out = super::child::run("process::inherit::tests::libsystemd::child", &env, own, &raw);
+        let out = super::child::run(
+            "process::inherit::tests::libsystemd::child",
+            &env,
+            own,
+            &raw,
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let pick = |tag: &str| {
             text.lines()
