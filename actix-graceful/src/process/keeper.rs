@@ -470,7 +470,7 @@ type Started = Result<(i32, OwnedFd), UpgradeError>;
 fn start_generation(plan: &Plan, cancel: &Cancel) -> Started {
     // Both ends close-on-exec here; the spawn places the read end in the child for it.
     let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| UpgradeError::Spawn(e.into()))?;
-    let mut plan = plan.clone();
+    let mut plan = plan.clone().with_listeners(registry::handoff_set());
     plan.control = Some(read.as_raw_fd());
     let pid = handoff::hand_over(&plan, cancel)?;
     drop(read);

@@ -385,6 +385,8 @@ impl Graceful {
     fn plan(&self) -> Plan {
         let startup = process::startup();
         Plan {
+            listeners: Vec::new(),
+            generation: startup.generation + 1,
             exe: self
                 .successor
                 .clone()
@@ -755,7 +757,7 @@ impl Controller {
                 process::startup().generation + 1
             ))
         ));
-        let plan = self.plan.clone();
+        let plan = self.plan.clone().with_listeners(registry::handoff_set());
         let cancel = Cancel::default();
         let waiting = cancel.clone();
         self.upgrading = Some(Upgrade {

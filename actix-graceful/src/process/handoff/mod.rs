@@ -1,9 +1,12 @@
 //! Handing the listeners to a successor process: start it with the standard socket-activation
 //! protocol, then wait until it reports ready. Blocking code, free of actix types; the server
-//! runs it on a blocking thread.
+//! runs it on a blocking thread. Everything it hands over comes in its [`Plan`]: it reads no
+//! registry and no start-up state of its own.
 
 mod ready;
 mod spawn;
+#[cfg(all(test, target_os = "linux"))]
+mod tests;
 
 use std::{ffi::OsString, io, os::fd::RawFd, path::PathBuf, time::Duration};
 
@@ -11,12 +14,19 @@ pub(crate) use ready::{
     exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
 };
 
-use super::{registry, signals};
+use super::signals;
 use crate::{protocol::env_file, UpgradeError};
 
 /// How to start a successor.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
+    /// The descriptors to hand over, in order, with their names (fds `3..` and
+    /// `LISTEN_FDNAMES` in the successor). The caller takes them from the registry right
+    /// before the handoff ([`with_listeners`](Plan::with_listeners)), so a socket the app
+    /// registered or dropped since the plan was made is counted as it is now.
+    pub(crate) listeners: Vec<(RawFd, String)>,
+    /// The successor's generation number (`ACTIX_GRACEFUL_GENERATION`), unless `env` sets it.
+    pub(crate) generation: u64,
     pub(crate) exe: PathBuf,
     pub(crate) args: Vec<OsString>,
     pub(crate) cwd: PathBuf,
@@ -33,7 +43,16 @@ pub(crate) struct Plan {
     pub(crate) control: Option<RawFd>,
 }
 
-/// Starts the successor with every registered listener and waits until it is ready, or until
+impl Plan {
+    /// This plan with `listeners` to hand over.
+    #[must_use]
+    pub(crate) fn with_listeners(mut self, listeners: Vec<(RawFd, String)>) -> Plan {
+        self.listeners = listeners;
+        self
+    }
+}
+
+/// Starts the successor with the plan's listeners and waits until it is ready, or until
 /// `cancel` asks to stop it.
 ///
 /// Returns the successor's pid. On any failure the successor has been killed (if it ran) and
@@ -44,7 +63,7 @@ pub(crate) struct Plan {
 /// See [`UpgradeError`].
 pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeError> {
     log::debug!("upgrade: preparing the successor's start");
-    let listeners = registry::handoff_set();
+    let listeners = &plan.listeners;
     if listeners.is_empty() {
         return Err(UpgradeError::NoListeners);
     }
@@ -67,7 +86,8 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
         &plan.exe,
         &plan.args,
         &plan.cwd,
-        &listeners,
+        listeners,
+        plan.generation,
         &env_changes,
         signals::successor_mask(plan.upgrade_signal),
         plan.control,

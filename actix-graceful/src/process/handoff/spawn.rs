@@ -94,7 +94,8 @@ pub(crate) struct ChildFailed {
 impl Spawn {
     /// Prepares the start of `exe` with `args` (argv[0] included) in `cwd`, the environment of
     /// this process less any `LISTEN_*` and readiness variable, with `env_changes` applied in
-    /// order (`Some`: set, `None`: remove), the listeners `fds` named `names`, and in keeper mode
+    /// order (`Some`: set, `None`: remove), the `listeners` (fd, name), the successor's `generation` (unless `env_changes` sets it),
+    /// and in keeper mode
     /// the generation's control pipe `control` (named by [`KEEPER_FD`]).
     ///
     /// # Errors
@@ -104,6 +105,7 @@ impl Spawn {
         args: &[OsString],
         cwd: &Path,
         listeners: &[(RawFd, String)],
+        generation: u64,
         env_changes: &[(OsString, Option<OsString>)],
         upgrade_signal_mask: SigSet,
         control: Option<RawFd>,
@@ -154,7 +156,6 @@ impl Spawn {
             env.push(cstring(format!("{KEEPER_FD}={control_fd}").as_bytes())?);
         }
         if !env_changes.iter().any(|(name, _)| *name == GENERATION) {
-            let generation = crate::process::startup().generation + 1;
             env.push(cstring(format!("{GENERATION}={generation}").as_bytes())?);
         }
 
