@@ -83,14 +83,9 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
             .map(|(k, v)| (OsString::from(k), v.as_ref().map(OsString::from))),
     );
     let spawn = spawn::Spawn::new(
-        &plan.exe,
-        &plan.args,
-        &plan.cwd,
-        listeners,
-        plan.generation,
+        plan,
         &env_changes,
         signals::successor_mask(plan.upgrade_signal),
-        plan.control,
     )
     .map_err(UpgradeError::Spawn)?;
     let path = spawn.path();

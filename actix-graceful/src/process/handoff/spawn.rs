@@ -22,7 +22,7 @@ use std::{
         fd::{AsRawFd, OwnedFd, RawFd},
         unix::ffi::{OsStrExt as _, OsStringExt as _},
     },
-    path::{Path, PathBuf},
+    path::PathBuf,
 };
 
 use nix::{
@@ -34,6 +34,7 @@ use nix::{
     unistd::{pipe2, Pid},
 };
 
+use super::Plan;
 use crate::{
     process::signals,
     protocol::{
@@ -92,24 +93,29 @@ pub(crate) struct ChildFailed {
 }
 
 impl Spawn {
-    /// Prepares the start of `exe` with `args` (argv[0] included) in `cwd`, the environment of
-    /// this process less any `LISTEN_*` and readiness variable, with `env_changes` applied in
-    /// order (`Some`: set, `None`: remove), the `listeners` (fd, name), the successor's `generation` (unless `env_changes` sets it),
-    /// and in keeper mode
-    /// the generation's control pipe `control` (named by [`KEEPER_FD`]).
+    /// Prepares the start of the plan's `exe` with its `args` (argv[0] included) in its `cwd`,
+    /// the environment of this process less any `LISTEN_*` and readiness variable, with
+    /// `env_changes` applied in order (`Some`: set, `None`: remove), the plan's `listeners`
+    /// (fd, name), its `generation` (unless `env_changes` sets it) and, in keeper mode, the
+    /// generation's control pipe `control` (named by [`KEEPER_FD`]).
     ///
     /// # Errors
     /// A path, argument or name holds a NUL byte.
     pub(crate) fn new(
-        exe: &Path,
-        args: &[OsString],
-        cwd: &Path,
-        listeners: &[(RawFd, String)],
-        generation: u64,
+        plan: &Plan,
         env_changes: &[(OsString, Option<OsString>)],
         upgrade_signal_mask: SigSet,
-        control: Option<RawFd>,
     ) -> io::Result<Self> {
+        let Plan {
+            exe,
+            args,
+            cwd,
+            listeners,
+            generation,
+            control,
+            ..
+        } = plan;
+        let control = *control;
         let n = listeners.len();
         let ready_fd = LISTEN_FDS_START + n as RawFd;
         let names = listeners
