@@ -39,6 +39,14 @@ impl Drop for TempDir {
     }
 }
 
+/// One handoff at a time, as in a server: a successor forked by one test must not inherit a
+/// pipe another test's thread has just made (the readiness wait reads its end-of-file).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A plan that runs `script` with `/bin/sh` and hands over `listeners`.
 fn plan(script: &str, listeners: Vec<(i32, String)>, cwd: &std::path::Path) -> Plan {
     Plan {
@@ -68,6 +76,7 @@ const REPORT_READY: &str = r#"eval "printf R >&$ACTIX_GRACEFUL_READY_FD"; exec s
 
 #[test]
 fn nothing_to_hand_over_is_refused_before_any_process_starts() {
+    let _serial = serial();
     let dir = TempDir::new("none");
     let marker = dir.0.join("started");
     let script = format!("touch {}; {REPORT_READY}", marker.display());
@@ -78,6 +87,7 @@ fn nothing_to_hand_over_is_refused_before_any_process_starts() {
 
 #[test]
 fn the_successor_gets_the_plans_listeners_by_the_protocol_and_its_report_is_ready() {
+    let _serial = serial();
     let dir = TempDir::new("ok");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let inode = std::fs::metadata(format!("/proc/self/fd/{}", listener.as_raw_fd()))
@@ -108,6 +118,7 @@ fn the_successor_gets_the_plans_listeners_by_the_protocol_and_its_report_is_read
 
 #[test]
 fn a_successor_that_exits_before_ready_is_an_error_with_its_status() {
+    let _serial = serial();
     let dir = TempDir::new("exit");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let plan = plan(
@@ -125,6 +136,7 @@ fn a_successor_that_exits_before_ready_is_an_error_with_its_status() {
 
 #[test]
 fn a_successor_never_ready_is_killed_at_the_plans_timeout() {
+    let _serial = serial();
     let dir = TempDir::new("hang");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut plan = plan(
@@ -149,6 +161,7 @@ fn a_successor_never_ready_is_killed_at_the_plans_timeout() {
 
 #[test]
 fn the_plans_environment_file_reaches_the_successor_and_a_bad_one_starts_nothing() {
+    let _serial = serial();
     let dir = TempDir::new("env");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let fds = vec![(listener.as_raw_fd(), "web".to_owned())];
