@@ -37,12 +37,12 @@ pub(super) struct Ended {
 }
 
 pub(super) struct Driver {
-    pub(super) machine: Machine<OwnedFd>,
+    machine: Machine<OwnedFd>,
     pub(super) starter: Starter,
     pub(super) pid_file: Option<PidFile>,
-    pub(super) fd_store: bool,
+    fd_store: bool,
     /// Orphans come to the keeper (PID 1, or a child subreaper): reap any child.
-    pub(super) reap_orphans: bool,
+    reap_orphans: bool,
     /// Stops the start in flight.
     cancel: Cancel,
     ended: Option<Ended>,

@@ -151,7 +151,7 @@ impl<C> Machine<C> {
                 self.starting = None;
                 self.log(
                     Level::Error,
-                    "keeper: the start thread is gone; cannot start a generation".to_owned(),
+                    "keeper: the start thread is gone; cannot start a generation",
                 );
                 self.failed(now);
                 self.finish();
@@ -181,8 +181,8 @@ impl<C> Machine<C> {
         self.restart_at
     }
 
-    fn log(&mut self, level: Level, text: String) {
-        self.out.push(Action::Log(level, text));
+    fn log(&mut self, level: Level, text: impl Into<String>) {
+        self.out.push(Action::Log(level, text.into()));
     }
 
     fn tick(&mut self, now: Instant) {
@@ -230,7 +230,7 @@ impl<C> Machine<C> {
             Signal::SIGHUP => {
                 self.log(
                     Level::Info,
-                    "keeper: SIGHUP (hang-up): stopping as on SIGTERM".to_owned(),
+                    "keeper: SIGHUP (hang-up): stopping as on SIGTERM",
                 );
                 self.stop(Signal::SIGTERM);
             }
@@ -240,10 +240,7 @@ impl<C> Machine<C> {
 
     fn on_upgrade_signal(&mut self, now: Instant) {
         if self.stopping.is_some() {
-            self.log(
-                Level::Warn,
-                "upgrade refused: the keeper is stopping".to_owned(),
-            );
+            self.log(Level::Warn, "upgrade refused: the keeper is stopping");
         } else if let Some(starting) = &self.starting {
             let what = match starting.kind {
                 Kind::Upgrade => "an upgrade is already in progress",
@@ -253,7 +250,7 @@ impl<C> Machine<C> {
         } else if self.current.is_none() {
             self.log(
                 Level::Info,
-                "upgrade signal while no generation runs: starting one now".to_owned(),
+                "upgrade signal while no generation runs: starting one now",
             );
             self.restart_at = Some(now);
         } else {
