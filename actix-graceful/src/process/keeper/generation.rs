@@ -1,0 +1,251 @@
+//! The generation's side of keeper mode: whether this process is a keeper or one of its
+//! generations ([`role`]), and, in a generation, the link to the keeper (parent-death signal,
+//! control pipe, the upgrade request passed on). Runs in the generation only: it must not start,
+//! signal or reap generations (the keeper's driver does).
+
+use std::{
+    io,
+    os::fd::{AsRawFd, OwnedFd, RawFd},
+    sync::Mutex,
+};
+
+use futures::channel::oneshot;
+use nix::{
+    errno::Errno,
+    sys::signal::{kill, Signal},
+    unistd::{getppid, Pid},
+};
+
+use super::LOG_TARGET;
+use crate::protocol::env::{self, KEEPER, KEEPER_FD};
+
+/// The byte the keeper writes on a generation's control pipe: a newer generation serves.
+pub(super) const REPLACED: u8 = b'R';
+
+/// Whether and how keeper mode applies to this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Not asked for.
+    Off,
+    /// Asked for: this process becomes the keeper, or a generation of one (see [`role`]).
+    On,
+    /// This process is a generation run by the keeper with this pid.
+    Under(Pid),
+}
+
+/// What keeper mode makes of this process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// No keeper started this process: it becomes one.
+    Keeper,
+    /// A generation started by the keeper with this pid.
+    Generation(Pid),
+}
+
+/// Decides the role: a generation when [`KEEPER`] is set *and* `LISTEN_PID` is this process
+/// (so the variable was meant for it, not inherited from an ancestor), else a keeper.
+///
+/// # Errors
+/// [`KEEPER`] is meant for this process but is not a process id.
+pub(crate) fn role() -> io::Result<Role> {
+    role_from(env::snapshot())
+}
+
+/// [`role`] from the values of [`KEEPER`] and `LISTEN_PID` and this process's pid.
+fn role_from(snapshot: &env::Snapshot) -> io::Result<Role> {
+    let Some(value) = &snapshot.keeper else {
+        return Ok(Role::Keeper);
+    };
+    if !snapshot.is_for_us() {
+        log::debug!(target: LOG_TARGET, "{KEEPER} is set but not for this process (LISTEN_PID is not ours)");
+        return Ok(Role::Keeper);
+    }
+    let pid = value
+        .to_str()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<i32>().ok());
+    match pid {
+        Some(pid) if pid > 0 => Ok(Role::Generation(Pid::from_raw(pid))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{KEEPER}={value:?} is not a keeper's process id"),
+        )),
+    }
+}
+
+/// How a generation hears that a newer one serves.
+pub(crate) enum Replacement {
+    /// Through the control pipe: resolves once the keeper says so.
+    Pipe(Replaced),
+    /// A keeper of an older version of this crate says it with this signal (the glue turns it
+    /// into a stream of the runtime's).
+    Signal(i32),
+}
+
+/// Run by a generation at start: asks for SIGTERM (a graceful drain) when the keeper dies,
+/// checks that the keeper is still its parent, and says how the keeper will tell it that a
+/// newer generation serves.
+///
+/// # Errors
+/// The keeper is already gone.
+pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replacement> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGTERM as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+        if rc != 0 {
+            log::warn!(target: LOG_TARGET,
+                "cannot ask for SIGTERM when the keeper dies: {}",
+                io::Error::last_os_error()
+            );
+        }
+    }
+    let parent = getppid();
+    if parent != keeper {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the keeper pid={keeper} is gone (parent is pid={parent})"),
+        ));
+    }
+    log::info!(target: LOG_TARGET,
+        "generation pid={} of keeper pid={keeper}",
+        std::process::id()
+    );
+    let control = CONTROL.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match control {
+        Some(fd) => Ok(Replacement::Pipe(watch_control(fd))),
+        None => {
+            // A keeper of an older version of this crate says "replaced" with a signal.
+            let signal = legacy_replaced_signal(upgrade);
+            log::info!(target: LOG_TARGET, "no control pipe from the keeper (an older version): signal {signal} means replaced");
+            Ok(Replacement::Signal(signal))
+        }
+    }
+}
+
+/// Resolves to `true` once the keeper says that a newer generation serves; `false` when it can
+/// no longer say (the keeper is gone: its death signal, SIGTERM, does the rest).
+pub(crate) type Replaced = futures::future::LocalBoxFuture<'static, bool>;
+
+/// The generation's control pipe, taken at the crate's first use ([`take_control_fd`]).
+static CONTROL: Mutex<Option<OwnedFd>> = Mutex::new(None);
+
+/// Takes the control pipe a keeper handed to this process, if any: only with a `LISTEN_PID`
+/// that is explicitly ours, and only if the fd is a pipe after the listeners and the readiness
+/// pipe. Marks it close-on-exec so the app's own children do not inherit it.
+pub(crate) fn take_control_fd(listen_fds: usize) {
+    let snapshot = env::snapshot();
+    let Some(value) = &snapshot.keeper_fd else {
+        return;
+    };
+    if !snapshot.is_for_us() {
+        return;
+    }
+    let first_free = crate::protocol::listen_fds::LISTEN_FDS_START + listen_fds as RawFd + 1;
+    let fd = value
+        .to_str()
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|&fd| fd >= first_free);
+    let Some(fd) = fd else {
+        log::warn!(target: LOG_TARGET, "ignoring {KEEPER_FD}={value:?}: not an fd after the readiness pipe");
+        return;
+    };
+    if let Some(owned) = crate::protocol::fd::take_inherited_pipe(KEEPER_FD, fd) {
+        *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
+    }
+}
+
+/// Reads the control pipe on a thread of its own (detached: blocking, and it must not hold up
+/// the runtime's shutdown).
+fn watch_control(fd: OwnedFd) -> Replaced {
+    let (tx, rx) = oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("keeper-control".into())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            loop {
+                match nix::unistd::read(fd.as_raw_fd(), &mut byte) {
+                    Ok(1) if byte[0] == REPLACED => {
+                        let _ = tx.send(());
+                        return;
+                    }
+                    Err(Errno::EINTR) => continue,
+                    Ok(1) => continue,
+                    _ => return, // EOF or an error: the keeper is gone
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        log::warn!(target: LOG_TARGET, "cannot watch the keeper's control pipe: {err}");
+    }
+    Box::pin(async move { rx.await.is_ok() })
+}
+
+/// The signal by which a keeper of an older version of this crate tells a generation that a
+/// newer one serves (and which this keeper still sends, for such generations): SIGWINCH, or
+/// SIGTERM should SIGWINCH be the upgrade signal.
+pub(super) fn legacy_replaced_signal(upgrade: i32) -> i32 {
+    if upgrade == libc::SIGWINCH {
+        libc::SIGTERM
+    } else {
+        libc::SIGWINCH
+    }
+}
+
+/// Run by a generation on the upgrade signal: a generation never starts a successor itself, it
+/// passes the request on to its keeper.
+pub(crate) fn forward_upgrade(keeper: Pid, signal: i32) {
+    let sent = Signal::try_from(signal).and_then(|sig| kill(keeper, sig));
+    match sent {
+        Ok(()) => log::info!(target: LOG_TARGET, "upgrade: passed on to the keeper pid={keeper}"),
+        Err(err) => {
+            log::error!(target: LOG_TARGET, "upgrade: cannot pass it on to the keeper pid={keeper}: {err}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::*;
+
+    #[test]
+    fn role_is_generation_only_for_our_listen_pid() {
+        let os = |s: &'static str| Some(OsStr::new(s));
+        let role_from = |keeper: Option<&OsStr>, listen_pid: Option<&OsStr>, pid: u32| {
+            role_from(&env::Snapshot {
+                pid,
+                keeper: keeper.map(Into::into),
+                listen_pid: listen_pid.map(Into::into),
+                ..env::Snapshot::default()
+            })
+        };
+        assert_eq!(role_from(None, os("42"), 42).unwrap(), Role::Keeper);
+        assert_eq!(
+            role_from(os("7"), os("42"), 42).unwrap(),
+            Role::Generation(Pid::from_raw(7))
+        );
+        // PID 1: the keeper of a container.
+        assert_eq!(
+            role_from(os("1"), os("42"), 42).unwrap(),
+            Role::Generation(Pid::from_raw(1))
+        );
+        // Inherited from an ancestor (LISTEN_PID another's, or unset): not for us.
+        assert_eq!(role_from(os("7"), os("43"), 42).unwrap(), Role::Keeper);
+        assert_eq!(role_from(os("7"), None, 42).unwrap(), Role::Keeper);
+        for bad in ["", "0", "-3", "+7", " 7", "x", "99999999999"] {
+            let err = role_from(os(bad), os("42"), 42).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains(KEEPER), "{err}");
+        }
+    }
+}
