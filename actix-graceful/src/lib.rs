@@ -103,10 +103,9 @@
 
 mod addr;
 mod bind;
+mod drain;
 mod error;
 mod glue;
-mod health;
-mod lame_duck;
 #[cfg(unix)]
 mod process;
 #[cfg(unix)]
@@ -117,10 +116,9 @@ mod settings;
 
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
+pub use drain::{draining, readiness, state, Draining, LameDuck, State};
 pub use error::{Error, UpgradeError};
 pub use glue::HttpServerExt;
-pub use health::{readiness, state, State};
-pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
 pub use process::inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 #[cfg(unix)]

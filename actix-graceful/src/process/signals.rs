@@ -4,9 +4,10 @@
 //! `sigaction` disposition is the same for every thread, so a thread the app started before
 //! (a log appender, an exporter, a runtime of its own) can take the signal without it killing
 //! the process (the default action of SIGUSR2 and SIGHUP). The handler only records the signal
-//! in an atomic bit set and wakes an optional self-pipe; `run` acts on a recorded signal once it
-//! handles signals itself (`server::signals`), and keeper mode reads the same set
-//! ([`Wake`]). A successor starts with the upgrade signal blocked across `exec` (a signal
+//! in an atomic bit set and wakes a self-pipe ([`Wake`]). Every signal the crate handles goes
+//! this one way: `run` catches SIGTERM, SIGINT, SIGQUIT and the upgrade signal here and waits on
+//! the pipe through the runtime's reactor (`server::signals`), keeper mode waits on it blocking;
+//! a recorded upgrade signal from before `run` is acted on once `run` serves. A successor starts with the upgrade signal blocked across `exec` (a signal
 //! between `exec` and its handler would kill it) and unblocks it once the handler exists.
 //!
 //! In the child of a `fork`, [`reset_in_child`] gives every caught signal its default back
@@ -14,7 +15,7 @@
 
 use std::{
     io,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
     sync::{
         atomic::{AtomicI32, AtomicU64, Ordering},
         Mutex, Once, OnceLock,
@@ -39,7 +40,7 @@ pub(crate) const DEFAULT_UPGRADE: i32 = libc::SIGUSR2;
 
 /// Signals received and not yet taken, one bit per signal number (1..64).
 static PENDING: AtomicU64 = AtomicU64::new(0);
-/// The write end of the keeper's wake-up pipe, or -1.
+/// The write end of the wake-up pipe ([`Wake`]), or -1.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// Signals whose disposition is [`record`], one bit per number.
 static CAUGHT: AtomicU64 = AtomicU64::new(0);
@@ -55,7 +56,8 @@ extern "C" fn record(signal: libc::c_int) {
     Errno::set_raw(saved);
 }
 
-/// Wakes whoever waits on the [`Wake`] pipe (keeper mode). Async-signal-safe.
+/// Wakes whoever waits on the [`Wake`] pipe (keeper mode, and the server's signal stream).
+/// Async-signal-safe.
 pub(crate) fn wake() {
     let fd = WAKE_FD.load(Ordering::SeqCst);
     if fd >= 0 {
@@ -197,7 +199,7 @@ pub(crate) fn is_valid_upgrade_signal(signal: i32) -> bool {
         .contains(&signal)
 }
 
-// ---- keeper mode's signals (blocking): a self-pipe, so any thread may take them ----
+// ---- the self-pipe: keeper mode waits on it blocking, the server through its reactor ----
 
 /// The pipe, never closed: a handler may run on any thread at any time.
 static PIPE: OnceLock<(OwnedFd, OwnedFd)> = OnceLock::new();
@@ -232,12 +234,25 @@ impl Wake {
         let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
         let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let _ = poll(&mut fds, ms);
+        self.clear();
+    }
+
+    /// Empties the pipe without waiting (it is non-blocking): for a caller that waits on
+    /// [`fd`](Self::fd) in its own event loop (the server, through the runtime's reactor), then
+    /// takes the signals.
+    pub(crate) fn clear(&self) {
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
             if n == 0 {
                 break;
             }
         }
+    }
+
+    /// The pipe's read end, readable once a signal or [`wake`] came: to wait on it elsewhere
+    /// than in [`wait`](Self::wait). It lives as long as the process.
+    pub(crate) fn fd(&self) -> BorrowedFd<'static> {
+        self.read.as_fd()
     }
 
     /// The caught signals received since the last call, in signal-number order.

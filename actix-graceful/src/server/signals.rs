@@ -1,14 +1,18 @@
-//! The server's signals, as a stream of [`Event`]s: the process-wide recording handler of
-//! [`process::signals`](crate::process::signals), woken through actix-rt's signal streams.
+//! The server's signals, as a stream of [`Event`]s: the process-wide recording handler and bit
+//! set of [`process::signals`](crate::process::signals), for every signal the server handles,
+//! woken by the same self-pipe as keeper mode ([`Wake`]), read through the runtime's reactor.
+//! It installs no handler of its own and decides nothing: the controller acts on the events.
 
 use std::{
+    collections::VecDeque,
     io,
+    os::fd::BorrowedFd,
     task::{Context, Poll},
 };
 
-use actix_rt::signal::unix::{signal as signal_stream, Signal as Stream, SignalKind};
+use tokio::io::{unix::AsyncFd, Interest};
 
-use crate::process::signals::{catch, release_usr2_unless, take};
+use crate::process::signals::{release_usr2_unless, take, Wake};
 
 /// What a signal asks of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,74 +23,126 @@ pub(crate) enum Event {
     Terminate,
     /// SIGINT or SIGQUIT: actix's forced stop.
     Force(&'static str),
+    /// Under a keeper of an older version of this crate: its signal that a newer generation
+    /// serves (see [`Signals::install`]).
+    Replaced,
 }
 
-/// The server's signal handlers.
+/// The server's signals: caught into the bit set, the pipe watched by the reactor.
 pub(crate) struct Signals {
     upgrade_signal: i32,
-    upgrade: Stream,
-    term: Stream,
-    int: Stream,
-    quit: Stream,
-    /// An upgrade signal recorded before the server ran, not acted on yet.
-    early: bool,
+    /// The older keeper's "replaced" signal, until it came.
+    legacy: Option<i32>,
+    wake: Wake,
+    pipe: AsyncFd<BorrowedFd<'static>>,
+    /// Taken from the bit set, not handed out yet (an upgrade signal recorded before the server
+    /// ran is the first).
+    events: VecDeque<Event>,
 }
 
 impl Signals {
-    /// Installs the handlers (tokio's, chained after ours for the upgrade signal, so the
-    /// recorded bit stays the one truth), then takes an upgrade signal that arrived before: it is
-    /// acted on at the first poll. When the upgrade signal is another one, SIGUSR2 gets its
-    /// ordinary meaning back.
+    /// Catches SIGTERM, SIGINT, SIGQUIT, `upgrade` (and `legacy`, a keeper's "replaced" signal
+    /// from an older version of the crate) with the recording handler, then takes an upgrade
+    /// signal that arrived before: it is acted on at the first poll. When the upgrade signal is
+    /// another one, SIGUSR2 gets its ordinary meaning back.
     ///
     /// # Errors
-    /// Installing a handler failed (no signal driver in the runtime).
-    pub(crate) fn install(upgrade: i32) -> io::Result<Self> {
-        catch(upgrade)?;
-        let signals = Signals {
+    /// A handler or the pipe cannot be set up, or the runtime has no I/O driver.
+    pub(crate) fn install(upgrade: i32, legacy: Option<i32>) -> io::Result<Self> {
+        let mut caught = vec![upgrade, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
+        caught.extend(legacy);
+        let wake = Wake::install(&caught)?;
+        // Newer tokio deprecates `with_interest` for its `unsafe` replacement (tokio#8587: the fd
+        // must stay open while registered), which tokio 1.28, the lowest we allow, lacks. The
+        // contract holds: the pipe lives in a static and is never closed.
+        #[allow(deprecated)]
+        let pipe = AsyncFd::with_interest(wake.fd(), Interest::READABLE)?;
+        let mut signals = Signals {
             upgrade_signal: upgrade,
-            upgrade: signal_stream(SignalKind::from_raw(upgrade))?,
-            term: signal_stream(SignalKind::terminate())?,
-            int: signal_stream(SignalKind::interrupt())?,
-            quit: signal_stream(SignalKind::quit())?,
-            early: take(upgrade),
+            legacy,
+            wake,
+            pipe,
+            events: VecDeque::new(),
         };
+        let early = take(upgrade);
         release_usr2_unless(upgrade);
-        if signals.early {
+        if early {
             log::info!("upgrade signal {upgrade} arrived before the server ran: upgrading now");
+            signals.events.push_back(Event::Upgrade);
         }
         Ok(signals)
     }
 
     /// Polls for the next signal.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if std::mem::take(&mut self.early) {
-            return Poll::Ready(Event::Upgrade);
-        }
-        // tokio's stream wakes; the bit says whether the signal is still to be acted on (it was
-        // not, when the wake-up is for a signal already taken as an early one).
-        while let Poll::Ready(Some(())) = self.upgrade.poll_recv(cx) {
-            if take(self.upgrade_signal) {
-                return Poll::Ready(Event::Upgrade);
+        loop {
+            if let Some(event) = self.events.pop_front() {
+                return Poll::Ready(event);
+            }
+            match self.pipe.poll_read_ready(cx) {
+                Poll::Ready(Ok(mut guard)) => {
+                    // Empty the pipe, then take the bits: a signal after the take writes the
+                    // pipe again and wakes the reactor (a spurious wake-up at worst).
+                    self.wake.clear();
+                    guard.clear_ready();
+                    self.collect();
+                }
+                // The reactor is gone (the runtime shuts down): nothing more comes.
+                Poll::Ready(Err(_)) => return Poll::Pending,
+                Poll::Pending => {
+                    // Registered for the next wake-up; a signal recorded before that is taken now.
+                    self.collect();
+                    return self.events.pop_front().map_or(Poll::Pending, Poll::Ready);
+                }
             }
         }
-        if self.term.poll_recv(cx).is_ready() {
-            return Poll::Ready(Event::Terminate);
+    }
+
+    /// Takes the recorded signals into events, in a fixed order.
+    fn collect(&mut self) {
+        let term = take(libc::SIGTERM);
+        if let Some(legacy) = self.legacy {
+            let came = if legacy == libc::SIGTERM {
+                term
+            } else {
+                take(legacy)
+            };
+            if came {
+                self.legacy = None;
+                self.events.push_back(Event::Replaced);
+            }
         }
-        if self.int.poll_recv(cx).is_ready() {
-            return Poll::Ready(Event::Force("SIGINT"));
-        }
-        if self.quit.poll_recv(cx).is_ready() {
-            return Poll::Ready(Event::Force("SIGQUIT"));
-        }
-        Poll::Pending
+        self.events.extend(events(
+            take(self.upgrade_signal),
+            term,
+            take(libc::SIGINT),
+            take(libc::SIGQUIT),
+        ));
     }
 }
 
-/// The future a generation under an older keeper waits on: resolves once `signal` arrives.
-///
-/// # Errors
-/// Installing the handler failed (no signal driver in the runtime).
-pub(crate) fn replaced_by(signal: i32) -> io::Result<crate::process::keeper::Replaced> {
-    let mut stream = signal_stream(SignalKind::from_raw(signal))?;
-    Ok(Box::pin(async move { stream.recv().await.is_some() }))
+/// The events for the signals taken at once, in the order they are acted on.
+fn events(upgrade: bool, term: bool, int: bool, quit: bool) -> impl Iterator<Item = Event> {
+    [
+        (upgrade, Event::Upgrade),
+        (term, Event::Terminate),
+        (int, Event::Force("SIGINT")),
+        (quit, Event::Force("SIGQUIT")),
+    ]
+    .into_iter()
+    .filter_map(|(taken, event)| taken.then_some(event))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_taken_together_come_in_order() {
+        assert_eq!(
+            events(true, true, false, true).collect::<Vec<_>>(),
+            [Event::Upgrade, Event::Terminate, Event::Force("SIGQUIT")]
+        );
+        assert_eq!(events(false, false, false, false).count(), 0);
+    }
 }

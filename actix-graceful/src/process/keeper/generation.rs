@@ -77,8 +77,8 @@ fn role_from(snapshot: &env::Snapshot) -> io::Result<Role> {
 pub(crate) enum Replacement {
     /// Through the control pipe: resolves once the keeper says so.
     Pipe(Replaced),
-    /// A keeper of an older version of this crate says it with this signal (the glue turns it
-    /// into a stream of the runtime's).
+    /// A keeper of an older version of this crate says it with this signal (the server catches
+    /// it with the process-wide recording handler, as its other signals).
     Signal(i32),
 }
 

@@ -1,7 +1,7 @@
-//! The lame-duck middleware: once the process hands over, every response tells its client to
-//! close the connection, so keep-alive clients reconnect (to the successor) at a moment of their
-//! choosing instead of racing a server-side close. And the drain notification ([`draining`])
-//! for the connections no header can move: streams, server-sent events, WebSockets.
+//! The drain state, in one place: [`State`] (serving, stopping, draining), the
+//! [`draining`] notification and the [`LameDuck`] middleware's `Connection: close` all read one
+//! watch channel, which the server sets ([`stopping`], [`begin`], and [`end`] on a take-back).
+//! It must not decide when to drain (the server's controller does) nor touch the process core.
 
 use std::{
     future::{ready, Future, Ready},
@@ -15,39 +15,112 @@ use std::{
 
 use actix_web::{
     dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform},
-    http::ConnectionType,
-    Error, FromRequest, HttpRequest,
+    http::{header, ConnectionType},
+    Error, FromRequest, HttpRequest, HttpResponse,
 };
 use futures::future::{BoxFuture, LocalBoxFuture};
 use tokio::sync::watch;
 
-static DRAINING: AtomicBool = AtomicBool::new(false);
+/// Whether any worker built an app wrapped in [`LameDuck`].
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
-/// The drain state for [`Draining`] futures on every worker thread.
-fn drain_channel() -> &'static watch::Sender<bool> {
-    static CHANNEL: OnceLock<watch::Sender<bool>> = OnceLock::new();
-    CHANNEL.get_or_init(|| watch::channel(false).0)
+/// The one drain state of this process: every reader ([`state`], [`draining`], [`LameDuck`])
+/// looks here, every change goes through here, so they never disagree.
+fn channel() -> &'static watch::Sender<State> {
+    static CHANNEL: OnceLock<watch::Sender<State>> = OnceLock::new();
+    CHANNEL.get_or_init(|| watch::channel(State::Serving).0)
+}
+
+/// What this process is doing, as [`state`] reports it.
+///
+/// # Examples
+///
+/// ```
+/// use actix_graceful::State;
+///
+/// match actix_graceful::state() {
+///     State::Serving => println!("taking traffic"),
+///     other => println!("on the way out: {other}"),
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Serving and meant to go on serving.
+    Serving,
+    /// Asked to stop (SIGTERM) and serving normally through the pre-stop delay (see
+    /// [`Graceful::pre_stop_delay`](crate::Graceful::pre_stop_delay)) so that load balancers
+    /// can take it out of rotation first.
+    Stopping,
+    /// No longer accepting: handed over to a successor or stopping, finishing what is in flight.
+    Draining,
+}
+
+impl State {
+    /// `serving`, `stopping` or `draining`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(actix_graceful::State::Draining.as_str(), "draining");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            State::Serving => "serving",
+            State::Stopping => "stopping",
+            State::Draining => "draining",
+        }
+    }
+}
+
+impl std::fmt::Display for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Asked to stop (SIGTERM): [`State::Stopping`] until the drain begins (a drain already under
+/// way stays [`State::Draining`]).
+pub(crate) fn stopping() {
+    channel().send_if_modified(|state| {
+        let serving = *state == State::Serving;
+        if serving {
+            *state = State::Stopping;
+        }
+        serving
+    });
 }
 
 /// Turns on `Connection: close` for every further response of this process, and wakes every
 /// [`Draining`] future.
 pub(crate) fn begin() {
-    DRAINING.store(true, Ordering::SeqCst);
-    drain_channel().send_replace(true);
+    channel().send_replace(State::Draining);
 }
 
-/// Whether this process has started its drain (handed over to a successor, or stopping on
-/// SIGTERM). See [`draining`].
+/// Ends the drain (the successor died during it and this process serves on), in one call:
+/// `Connection: close` off, [`state`] serving again, and [`draining`] futures made from now on
+/// wait for the next drain. (A process asked to stop never takes back: a drain that ends is
+/// always one after a handoff.)
+pub(crate) fn end() {
+    channel().send_replace(State::Serving);
+}
+
+/// What this process is doing: [`State::Serving`] until it is asked to stop or hands over.
+/// `state() == State::Draining` is what `is_draining()` was.
 ///
 /// # Examples
 ///
 /// ```
-/// assert!(!actix_graceful::is_draining());
+/// use actix_graceful::State;
+///
+/// assert_eq!(actix_graceful::state(), State::Serving);
+/// let draining = actix_graceful::state() == State::Draining;
+/// # assert!(!draining);
 /// ```
 #[must_use]
-pub fn is_draining() -> bool {
-    DRAINING.load(Ordering::SeqCst)
+pub fn state() -> State {
+    *channel().borrow()
 }
 
 /// A future that resolves once this process starts its drain: a successor serves (after an
@@ -84,11 +157,11 @@ pub fn is_draining() -> bool {
 /// }
 /// ```
 pub fn draining() -> Draining {
-    let mut rx = drain_channel().subscribe();
+    let mut rx = channel().subscribe();
     Draining {
         wait: Box::pin(async move {
             // The sender lives in a static and is never dropped: `wait_for` only returns Ok.
-            let _ = rx.wait_for(|draining| *draining).await;
+            let _ = rx.wait_for(|state| *state == State::Draining).await;
         }),
     }
 }
@@ -112,7 +185,7 @@ pub struct Draining {
 impl std::fmt::Debug for Draining {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Draining")
-            .field("draining", &is_draining())
+            .field("draining", &(state() == State::Draining))
             .finish()
     }
 }
@@ -134,13 +207,32 @@ impl FromRequest for Draining {
     }
 }
 
-/// Ends the drain (the successor died during it and this process serves on): `Connection:
-/// close` off, and [`draining`] futures made from now on wait for the next drain. Both live
-/// here, set and reset together, so [`is_draining`], [`state`](crate::state) and [`draining`]
-/// never disagree.
-pub(crate) fn end() {
-    DRAINING.store(false, Ordering::SeqCst);
-    drain_channel().send_replace(false);
+/// A ready-made readiness-probe handler: `200 serving` while the process takes traffic,
+/// `503 stopping` or `503 draining` from the moment it is asked to stop or hands over, with
+/// `Cache-Control: no-store`.
+///
+/// Mount it where the orchestrator probes readiness. With Kubernetes, a pod answering 503 is
+/// taken out of its Services' endpoints while the pre-stop delay keeps it serving.
+///
+/// # Examples
+///
+/// ```
+/// use actix_web::{web, App};
+///
+/// let app = App::new()
+///     .wrap(actix_graceful::LameDuck)
+///     .route("/health", web::get().to(actix_graceful::readiness));
+/// ```
+pub async fn readiness() -> HttpResponse {
+    let state = state();
+    let mut response = if state == State::Serving {
+        HttpResponse::Ok()
+    } else {
+        HttpResponse::ServiceUnavailable()
+    };
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(format!("{state}\n"))
 }
 
 /// Whether any worker built an app wrapped in [`LameDuck`].
@@ -221,7 +313,7 @@ where
             // A 101 hands the connection to another protocol (WebSocket): it is not reused for
             // HTTP/1 requests, and the app ends it through `draining()` instead.
             let upgrade = res.status() == actix_web::http::StatusCode::SWITCHING_PROTOCOLS;
-            if DRAINING.load(Ordering::Relaxed) && !upgrade {
+            if !upgrade && state() == State::Draining {
                 res.response_mut()
                     .head_mut()
                     .set_connection_type(ConnectionType::Close);
@@ -237,35 +329,44 @@ mod tests {
 
     use super::*;
 
+    /// One test: the state is the process's, and the unit tests share the process.
     #[actix_rt::test]
-    async fn draining_resolves_on_begin_and_waits_again_after_end() {
+    async fn one_state_for_readiness_draining_and_take_back() {
+        assert_eq!(State::Stopping.to_string(), "stopping");
         let early = draining();
         let waiter = actix_rt::spawn(early);
         actix_rt::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished() && !is_draining());
+        assert!(!waiter.is_finished() && state() == State::Serving);
         begin();
         actix_rt::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("woken")
             .expect("joined");
-        assert!(is_draining());
+        assert_eq!(state(), State::Draining);
+        stopping();
+        assert_eq!(state(), State::Draining, "a drain under way stays draining");
         actix_rt::time::timeout(Duration::from_secs(5), draining())
             .await
             .expect("a future made after begin resolves at once");
 
         // A take-back ends the drain: futures made afterwards wait for the next one.
         end();
-        assert!(!is_draining());
+        assert_eq!(state(), State::Serving);
         let after = actix_rt::spawn(draining());
         actix_rt::time::sleep(Duration::from_millis(50)).await;
         assert!(
             !after.is_finished(),
             "draining() resolved after the drain ended"
         );
+        // SIGTERM: stopping, not yet draining; then the drain.
+        stopping();
+        assert_eq!(state(), State::Stopping);
+        assert!(!after.is_finished(), "stopping is not draining");
         begin();
         actix_rt::time::timeout(Duration::from_secs(5), after)
             .await
             .expect("woken by the next drain")
             .expect("joined");
+        end();
     }
 }

@@ -1,0 +1,388 @@
+//! The [`Graceful`] builder: the configuration of a gracefully run server, with the long
+//! documentation of each knob. Pure but for [`Graceful::upgrade_signal`] (which must catch its
+//! signal early); it starts nothing: [`Graceful::run`] hands it to `server::serve`.
+
+use std::{io, path::PathBuf, time::Duration};
+
+use futures::channel::mpsc;
+
+use super::handle::{Reply, UpgradeHandle};
+use crate::{
+    glue::HttpServerExt,
+    process::{self, handoff::Plan, handoff::Readiness, keeper::Mode, signals as process_signals},
+    protocol::notify::PidFile,
+};
+
+/// Default time a successor has to report ready.
+const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on the drain (see [`Graceful::drain_timeout`]): actix's default keep-alive.
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Configuration of a gracefully run server; [`run`](Graceful::run) starts it.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use actix_graceful::{Graceful, GracefulBind as _};
+/// use actix_web::{App, HttpServer};
+///
+/// #[actix_web::main]
+/// async fn main() -> std::io::Result<()> {
+///     let server = HttpServer::new(|| App::new().wrap(actix_graceful::LameDuck))
+///         .graceful_bind("127.0.0.1:8080")?;
+///     Graceful::new()
+///         .upgrade_timeout(Duration::from_secs(10))
+///         .pid_file("/run/app.pid")
+///         .run(server)
+///         .await
+/// }
+/// ```
+#[derive(Debug)]
+#[must_use = "a Graceful does nothing until `run` is awaited"]
+pub struct Graceful {
+    pub(super) upgrade_timeout: Duration,
+    pub(super) shutdown_timeout: Option<Duration>,
+    pub(super) drain_timeout: Duration,
+    pub(super) upgrade_signal: i32,
+    pub(super) successor: Option<PathBuf>,
+    pub(super) env_file: Option<PathBuf>,
+    pub(super) readiness: Readiness,
+    pub(super) pid_file: Option<PidFile>,
+    pub(super) pre_stop_delay: Duration,
+    pub(super) fd_store: bool,
+    pub(super) keeper: Mode,
+    pub(super) commands: mpsc::UnboundedReceiver<Reply>,
+    pub(super) handle: UpgradeHandle,
+}
+
+impl Default for Graceful {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Graceful {
+    /// The defaults: SIGUSR2 upgrades, a successor has 30 s to get ready, the drain waits up to
+    /// 5 s for client connections to leave, actix's own shutdown timeout (30 s), no pid file.
+    ///
+    /// Pure: it touches no signal and no descriptor. The crate's first use that does
+    /// (`graceful_bind*`, [`Binding::bind`](crate::Binding::bind), [`run`](Self::run), or any
+    /// other entry point) installs a process-wide handler for SIGUSR2, so an upgrade signal that
+    /// comes after the bind and before `run`, on any thread (also one started before), is
+    /// recorded instead of killing the process; `run` then upgrades as soon as it serves. (A
+    /// keeper refuses it with a log line while it starts its first generation, which runs the
+    /// newest binary anyway.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new();
+    /// # drop(graceful);
+    /// ```
+    pub fn new() -> Self {
+        let (tx, commands) = mpsc::unbounded();
+        Graceful {
+            upgrade_timeout: DEFAULT_UPGRADE_TIMEOUT,
+            shutdown_timeout: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            upgrade_signal: process_signals::DEFAULT_UPGRADE,
+            successor: None,
+            env_file: None,
+            readiness: Readiness::Pipe,
+            pid_file: None,
+            pre_stop_delay: Duration::ZERO,
+            fd_store: false,
+            keeper: Mode::Off,
+            commands,
+            handle: UpgradeHandle { tx },
+        }
+    }
+
+    /// How long a successor may take to report ready before it is killed and the upgrade
+    /// abandoned (default 30 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let graceful = actix_graceful::Graceful::new().upgrade_timeout(Duration::from_secs(10));
+    /// # drop(graceful);
+    /// ```
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// How long in-flight requests may run once this process stops (after an upgrade or on
+    /// SIGTERM) before their connections are closed. Default: actix's 30 s. Rounded up to whole
+    /// seconds, as actix counts them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let graceful = actix_graceful::Graceful::new().shutdown_timeout(Duration::from_secs(10));
+    /// # drop(graceful);
+    /// ```
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = Some(timeout);
+        self
+    }
+
+    /// The longest the drain waits for client connections to leave (default 5 s, actix's
+    /// default keep-alive): **set it to your `HttpServer::keep_alive`**.
+    ///
+    /// The drain starts once the successor is ready (or on SIGTERM, after the
+    /// [pre-stop delay](Self::pre_stop_delay)). This process stops accepting, answers every
+    /// further response with `Connection: close` (the [`LameDuck`](crate::LameDuck) middleware),
+    /// and never closes a connection itself: a busy connection moves over after its next
+    /// request, an idle one stays open until it carries one more request or actix's keep-alive
+    /// timer closes it, as it would have without an upgrade. The process exits as soon as it
+    /// holds no client connection (a connection accepted on one of its listeners; its own
+    /// outgoing connections do not count), so a busy server's old process is gone within
+    /// milliseconds. When the timeout ends first, the connections left (in-flight requests,
+    /// streams, WebSockets, HTTP/2) get actix's graceful stop: in-flight requests finish within
+    /// [`shutdown_timeout`](Self::shutdown_timeout), idle ones are closed.
+    ///
+    /// A shorter timeout than the keep-alive can close an idle pooled connection while its
+    /// client sends on it; a longer one only keeps the old process longer when a client holds an
+    /// idle connection open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let keep_alive = Duration::from_secs(15);
+    /// let server = actix_web::HttpServer::new(actix_web::App::new).keep_alive(keep_alive);
+    /// let graceful = actix_graceful::Graceful::new().drain_timeout(keep_alive);
+    /// # drop((server, graceful));
+    /// ```
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// The signal that starts an upgrade (default `SIGUSR2`), e.g. `libc::SIGHUP`. It is caught
+    /// process-wide from this call on (one that comes before [`run`](Self::run) is recorded and
+    /// acted on once `run` serves), so configure it early in `main`. SIGUSR2 then gets back, in
+    /// `run`, the disposition it had before the crate's first use (by default: terminate).
+    ///
+    /// The builder's one side effect, on purpose: nothing else in the crate knows this signal
+    /// before `run`, so without it an early signal would take its default action (SIGHUP's:
+    /// terminate) instead of being recorded.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let graceful = actix_graceful::Graceful::new().upgrade_signal(libc::SIGHUP);
+    /// ```
+    ///
+    /// # Panics
+    /// When `signal` is not a catchable signal, or one with another meaning to the server
+    /// (SIGTERM, SIGINT, SIGQUIT, SIGKILL, SIGSTOP, SIGCHLD, SIGPIPE, fault signals).
+    pub fn upgrade_signal(mut self, signal: i32) -> Self {
+        assert!(
+            process_signals::is_valid_upgrade_signal(signal),
+            "signal {signal} cannot be the upgrade signal"
+        );
+        if let Err(err) = process_signals::catch(signal) {
+            log::warn!("cannot catch signal {signal} until the server runs: {err}");
+        }
+        self.upgrade_signal = signal;
+        self
+    }
+
+    /// Starts this executable as the successor instead of the path this process was started
+    /// from. The arguments stay the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new().successor_path("/usr/local/bin/app");
+    /// # drop(graceful);
+    /// ```
+    pub fn successor_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.successor = Some(path.into());
+        self
+    }
+
+    /// Reads `path` at every upgrade, before the successor starts, and sets its `KEY=VALUE`
+    /// lines over the environment the successor inherits: the way to change configuration on
+    /// upgrade. Blank lines and `#` comments are skipped, `export ` before a key is allowed, the
+    /// value is the rest of the line as is (no quotes, no expansion), and the handoff's own
+    /// variables (`LISTEN_*`, `ACTIX_GRACEFUL_READY_FD`, `ACTIX_GRACEFUL_GENERATION`) cannot be
+    /// set. A missing, unreadable or malformed file fails that upgrade with
+    /// [`UpgradeError::EnvFile`] (naming the line) and this process keeps serving. This process's own environment never changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new().successor_env_file("/etc/app/env");
+    /// ```
+    pub fn successor_env_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.env_file = Some(path.into());
+        self
+    }
+
+    /// Takes the successor as ready once it has run for `delay` without exiting, for a successor
+    /// that knows only the standard socket-activation protocol and cannot report readiness.
+    /// A successor built on this crate still reports earlier when it can.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let graceful = actix_graceful::Graceful::new().successor_ready_after(Duration::from_secs(2));
+    /// # drop(graceful);
+    /// ```
+    pub fn successor_ready_after(mut self, delay: Duration) -> Self {
+        self.readiness = Readiness::After(delay);
+        self
+    }
+
+    /// Writes this process's pid to `path` (atomically) once it serves; a successor rewrites
+    /// it when it takes over (and this process again if the successor fails), and a process
+    /// that stops for good (SIGTERM, SIGINT, SIGQUIT) removes it if it is still its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new().pid_file("/run/app.pid");
+    /// # drop(graceful);
+    /// ```
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(PidFile::new(path.into()));
+        self
+    }
+
+    /// On SIGTERM, keeps serving normally for `delay` before the drain starts (default: none),
+    /// while [`readiness`](crate::readiness) already answers 503: time for a load balancer or
+    /// Kubernetes to stop sending new traffic. An upgrade signal in that time is refused; SIGINT
+    /// or SIGQUIT still stop at once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let graceful = actix_graceful::Graceful::new().pre_stop_delay(Duration::from_secs(5));
+    /// ```
+    pub fn pre_stop_delay(mut self, delay: Duration) -> Self {
+        self.pre_stop_delay = delay;
+        self
+    }
+
+    /// Hands the listening sockets to systemd's fd store once serving (`FDSTORE=1`, one datagram
+    /// per socket with its `FDNAME=`: the binding's name, else `stored`), so that after a crash
+    /// or a `systemctl restart` the next process gets them back through `LISTEN_FDS` and clients
+    /// queue instead of being refused. Default off; needs `FileDescriptorStoreMax=` in the unit
+    /// and does nothing without `NOTIFY_SOCKET`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let graceful = actix_graceful::Graceful::new().fd_store(true);
+    /// ```
+    pub fn fd_store(mut self, enabled: bool) -> Self {
+        self.fd_store = enabled;
+        self
+    }
+
+    /// Keeper mode, for foreground supervisors (supervisord, runit, s6, Docker, PID 1 in a
+    /// container) that must see one pid for the life of the service (default: off).
+    ///
+    /// The process started by the supervisor binds the listeners (`graceful_bind*`), then in
+    /// [`run`](Self::run) becomes a thin keeper: it starts no actix worker and serves nothing,
+    /// holds the sockets and runs the server as its child, a *generation*, started with the
+    /// same executable, arguments and handoff as a successor, each in a process group of its
+    /// own: a terminal's signals (SIGWINCH on a resize, Ctrl-C's SIGINT, SIGHUP) reach only the
+    /// keeper, which passes on SIGTERM, SIGINT and SIGQUIT, and stops gracefully on a hang-up
+    /// (SIGHUP, unless it is the upgrade signal). The upgrade signal sent to the keeper starts
+    /// a new generation and, once the new one is ready, drains the old one at once (the keeper
+    /// says so through a pipe only it holds; SIGTERM would bring the pre-stop delay); sent to
+    /// a generation, it is passed on to the keeper. A generation that dies is replaced from the
+    /// held sockets (clients queue meanwhile); after 5 failures in a row (each a start that
+    /// never got ready, or a generation that died within 10 s) the keeper gives up. SIGTERM,
+    /// SIGINT and SIGQUIT go to the generations; the keeper reaps them (only them: the app's
+    /// own children are the app's to wait for; as PID 1 or a child subreaper, any orphan too)
+    /// and `run` returns once all have exited: `Ok(())` when the last generation exited 0,
+    /// else an error carrying a [`KeeperExit`](crate::KeeperExit) with the status for the
+    /// process (the generation's, 128 + the signal number when it was killed, or 1 when the
+    /// keeper gave up), for `main` to exit with. The keeper alone writes
+    /// the pid file and talks to systemd (`READY=1`, `RELOADING=1`, `STOPPING=1`, `MAINPID=`
+    /// the keeper); generations get no `NOTIFY_SOCKET`.
+    ///
+    /// Everything `main` does before `run` happens in the keeper too: keep expensive set-up in
+    /// the app factory or after `run` starts.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use actix_graceful::{Graceful, GracefulBind as _};
+    /// use actix_web::{App, HttpServer};
+    ///
+    /// #[actix_web::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let server = HttpServer::new(|| App::new().wrap(actix_graceful::LameDuck))
+    ///         .graceful_bind("0.0.0.0:8080")?;
+    ///     Graceful::new().keeper(true).run(server).await
+    /// }
+    /// ```
+    pub fn keeper(mut self, on: bool) -> Self {
+        self.keeper = if on { Mode::On } else { Mode::Off };
+        self
+    }
+
+    /// A handle to trigger upgrades from code, e.g. an admin endpoint. Take it before
+    /// [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new();
+    /// let upgrades = graceful.handle(); // e.g. for an admin endpoint: see `UpgradeHandle`
+    /// # drop((graceful, upgrades));
+    /// ```
+    #[must_use]
+    pub fn handle(&self) -> UpgradeHandle {
+        self.handle.clone()
+    }
+
+    /// Runs `server` until it stops, serving through any number of upgrades. actix's own
+    /// signal handling is replaced: the upgrade signal hands over to a successor; SIGTERM stops
+    /// with the same careful drain; SIGINT and SIGQUIT stop at once, as in actix.
+    ///
+    /// Returns `Ok(())` when this process has handed over (or stopped) and drained: the caller
+    /// should then let the process exit.
+    ///
+    /// # Errors
+    /// The signal handlers cannot be installed, or actix fails to start its workers. In keeper
+    /// mode: the keeper cannot set up, a generation finds its keeper gone, or the keeper ended
+    /// with a status other than 0 ([`KeeperExit`](crate::KeeperExit)). The error is returned,
+    /// not logged: log or print it once, in the caller.
+    pub async fn run(self, server: impl HttpServerExt) -> io::Result<()> {
+        super::serve(self, server).await
+    }
+
+    /// How to start a successor (or a generation).
+    pub(super) fn plan(&self) -> Plan {
+        let startup = process::startup();
+        Plan {
+            listeners: Vec::new(),
+            generation: startup.generation + 1,
+            exe: self
+                .successor
+                .clone()
+                .unwrap_or_else(|| startup.exe.clone()),
+            args: startup.args.clone(),
+            cwd: startup.cwd.clone(),
+            upgrade_signal: self.upgrade_signal,
+            readiness: self.readiness,
+            timeout: self.upgrade_timeout,
+            env: Vec::new(),
+            env_file: self.env_file.clone(),
+            control: None,
+        }
+    }
+}
