@@ -117,8 +117,9 @@ mod settings;
 
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
-pub use error::{Error, UpgradeError};
-pub use glue::HttpServerExt;
+/// The short name the core modules use for [`BindError`].
+pub(crate) use error::BindError as Error;
+pub use error::{BindError, ExitStatus, UpgradeError};
 pub use health::{readiness, state, State};
 pub use lame_duck::{draining, is_draining, Draining, LameDuck};
 #[cfg(unix)]
