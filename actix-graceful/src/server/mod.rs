@@ -483,6 +483,9 @@ async fn drain_connections(mut successor: Option<i32>, cap: Duration) -> Option<
 
 /// Runs `server` with the default [`Graceful`] configuration.
 ///
+/// `server` is any `actix_web::HttpServer` (its bound is sealed; code generic over the server
+/// bounds it by [`GracefulBind`](crate::GracefulBind), implemented for the same servers).
+///
 /// # Errors
 /// As [`Graceful::run`].
 ///
