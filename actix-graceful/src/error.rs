@@ -460,3 +460,46 @@ impl fmt::Display for ExitStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts logs, `STATUS=` lines and the integration tests read, as they were when the
+    /// status was a `String`.
+    #[test]
+    fn upgrade_messages_keep_their_texts() {
+        let exited = |status| UpgradeError::Exited { pid: 7, status }.to_string();
+        assert_eq!(
+            exited(ExitStatus::Code(1)),
+            "successor pid=7 exited before it was ready (exit status 1)"
+        );
+        let killed = ExitStatus::Signal {
+            signal: 9,
+            core_dumped: false,
+        };
+        assert_eq!(
+            exited(killed),
+            "successor pid=7 exited before it was ready (killed by signal SIGKILL)"
+        );
+        let segv = ExitStatus::Signal {
+            signal: 11,
+            core_dumped: true,
+        };
+        assert_eq!(segv.to_string(), "killed by signal SIGSEGV (core dumped)");
+        assert_eq!(
+            UpgradeError::ExitedAfterReady {
+                pid: 7,
+                status: ExitStatus::Code(0)
+            }
+            .to_string(),
+            "successor pid=7 exited before it was ready (exit status 0, right after it reported \
+             ready)"
+        );
+        assert_eq!(
+            UpgradeError::ClosedReadinessPipe { pid: 7 }.to_string(),
+            "successor pid=7 exited before it was ready (closed its readiness pipe without \
+             reporting ready; killed)"
+        );
+    }
+}

@@ -189,3 +189,32 @@ fn a_live_unix_socket_is_never_replaced_but_a_stale_one_is() {
     assert_eq!(Binding::uds(&path).bind().unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Every form `ToSocketAddrs` takes by value converts into a TCP `Binding`, so
+/// `graceful_bind(addr)` compiles for each of them.
+#[test]
+fn every_address_form_converts_into_a_tcp_binding() {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    let v4 = Ipv4Addr::LOCALHOST;
+    let sa = SocketAddr::from((v4, 8080));
+    let text = String::from("127.0.0.1:8080");
+    let forms: Vec<Binding> = vec![
+        "127.0.0.1:8080".into(),
+        text.clone().into(),
+        (&text).into(),
+        ("127.0.0.1", 8080).into(),
+        (text.clone().replace(":8080", ""), 8080).into(),
+        sa.into(),
+        SocketAddrV4::new(v4, 8080).into(),
+        SocketAddrV6::new(Ipv6Addr::LOCALHOST, 8080, 0, 0).into(),
+        (IpAddr::V4(v4), 8080).into(),
+        (v4, 8080).into(),
+        (Ipv6Addr::LOCALHOST, 8080).into(),
+        (&[sa, sa][..]).into(),
+    ];
+    for b in &forms {
+        assert!(!b.is_unix(), "{b:?}");
+        assert!(b.address_count() >= 1, "{b:?}");
+    }
+    assert_eq!(forms[forms.len() - 1].address_count(), 2);
+}
