@@ -1,24 +1,47 @@
-//! The crate's error types.
+//! The crate's error types: [`BindError`] (binding, and the sockets handed to this process),
+//! [`UpgradeError`] (why a live upgrade did not happen) and the [`ExitStatus`] it reports for
+//! a successor that ended.
 
 use std::{fmt, io, path::PathBuf, time::Duration};
 
-/// An error in the sockets handed to this process, or in binding a fresh one.
+/// Why `graceful_bind*`, [`Binding::bind`](crate::Binding::bind), [`take_fd`](crate::take_fd)
+/// or [`take_udp`](crate::take_udp) failed: the sockets handed to this process are malformed or
+/// not what was asked for, or binding a fresh one failed.
 ///
-/// Converts into [`io::Error`], so `?` works in a `main` returning `io::Result`.
+/// Those functions return [`io::Error`] (so `?` works in a `main` returning `io::Result`), with
+/// a `BindError` inside: [`BindError::from_io`] gets it back. Its [`io::ErrorKind`] is the OS
+/// error's for [`Bind`](BindError::Bind) and [`Os`](BindError::Os), `InvalidInput` for the rest.
 ///
 /// # Examples
 ///
+/// ```no_run
+/// use actix_graceful::{BindError, GracefulBind as _};
+/// use actix_web::{App, HttpServer};
+///
+/// match HttpServer::new(App::new).graceful_bind("127.0.0.1:8080") {
+///     Ok(server) => drop(server),
+///     Err(err) => match BindError::from_io(&err) {
+///         // The same as: err.get_ref().and_then(|e| e.downcast_ref::<BindError>())
+///         Some(BindError::Bind { addr, .. }) => eprintln!("{addr} is taken: {err}"),
+///         Some(other) => eprintln!("the inherited sockets are malformed: {other}"),
+///         None => eprintln!("{err}"),
+///     },
+/// }
+/// ```
+///
 /// ```
 /// use std::io;
+/// use actix_graceful::BindError;
 ///
-/// let err = actix_graceful::Error::FdNotOpen { fd: 7 };
+/// let err = BindError::FdNotOpen { fd: 7 };
 /// assert_eq!(err.to_string(), "LISTEN_FDS names fd 7, which is not open");
-/// let io_err: io::Error = err.into();
+/// let io_err: io::Error = err.clone().into();
 /// assert_eq!(io_err.kind(), io::ErrorKind::InvalidInput);
+/// assert_eq!(BindError::from_io(&io_err), Some(&err));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Error {
+pub enum BindError {
     /// `LISTEN_FDS` is not a decimal count of file descriptors.
     InvalidListenFds {
         /// The value as found in the environment (lossily decoded).
@@ -115,10 +138,26 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl BindError {
+    /// The `BindError` inside an [`io::Error`] returned by this crate, if it carries one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_graceful::BindError;
+    ///
+    /// let err = std::io::Error::from(BindError::NotListening { fd: 3 });
+    /// assert!(matches!(BindError::from_io(&err), Some(BindError::NotListening { fd: 3 })));
+    /// assert_eq!(BindError::from_io(&std::io::Error::other("other")), None);
+    /// ```
+    #[must_use]
+    pub fn from_io(err: &io::Error) -> Option<&BindError> {
+        err.get_ref()?.downcast_ref()
+    }
+
     #[cfg(unix)]
     pub(crate) fn os(op: &'static str, fd: i32, errno: nix::errno::Errno) -> Self {
-        Error::Os {
+        BindError::Os {
             op,
             fd,
             errno: errno as i32,
@@ -126,7 +165,7 @@ impl Error {
     }
 
     pub(crate) fn bind(addr: impl fmt::Display, err: &io::Error) -> Self {
-        Error::Bind {
+        BindError::Bind {
             addr: addr.to_string(),
             kind: err.kind(),
             message: err.to_string(),
@@ -134,44 +173,44 @@ impl Error {
     }
 }
 
-impl fmt::Display for Error {
+impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidListenFds { value, reason } => {
+            BindError::InvalidListenFds { value, reason } => {
                 write!(f, "LISTEN_FDS={value:?} is {reason}")
             }
-            Error::InvalidListenPid { value } => {
+            BindError::InvalidListenPid { value } => {
                 write!(f, "LISTEN_PID={value:?} is not a process id")
             }
-            Error::FdNamesMismatch { names, fds } => write!(
+            BindError::FdNamesMismatch { names, fds } => write!(
                 f,
                 "LISTEN_FDNAMES holds {names} name(s) but LISTEN_FDS announces {fds} fd(s)"
             ),
-            Error::InvalidFdName { name } => write!(
+            BindError::InvalidFdName { name } => write!(
                 f,
                 "LISTEN_FDNAMES holds the invalid name {name:?} (printable ASCII, at most 255 bytes)"
             ),
-            Error::FdNotOpen { fd } => write!(f, "LISTEN_FDS names fd {fd}, which is not open"),
-            Error::FdNotInherited { fd } => write!(
+            BindError::FdNotOpen { fd } => write!(f, "LISTEN_FDS names fd {fd}, which is not open"),
+            BindError::FdNotInherited { fd } => write!(
                 f,
                 "LISTEN_FDS names fd {fd}, which this process did not inherit (it is \
                  close-on-exec: opened here, or already taken over by another library)"
             ),
-            Error::NotASocket { fd, found } => {
+            BindError::NotASocket { fd, found } => {
                 write!(f, "inherited fd {fd} is not a socket but {found}")
             }
-            Error::NotAStreamSocket { fd, found } => {
+            BindError::NotAStreamSocket { fd, found } => {
                 write!(f, "inherited fd {fd} is not a stream socket but {found}")
             }
-            Error::NotAUdpSocket { fd, name, found } => write!(
+            BindError::NotAUdpSocket { fd, name, found } => write!(
                 f,
                 "inherited fd {fd} (name {name:?}) is not a UDP socket but {found}"
             ),
-            Error::NotListening { fd } => write!(
+            BindError::NotListening { fd } => write!(
                 f,
                 "inherited fd {fd} is a stream socket that is not listening (a connected stream?)"
             ),
-            Error::WrongFamily {
+            BindError::WrongFamily {
                 fd,
                 name,
                 expected,
@@ -180,8 +219,8 @@ impl fmt::Display for Error {
                 f,
                 "inherited fd {fd} (name {name:?}) is {found} socket where {expected} was asked for"
             ),
-            Error::Bind { addr, message, .. } => write!(f, "cannot bind {addr}: {message}"),
-            Error::Os { op, fd, errno } => write!(
+            BindError::Bind { addr, message, .. } => write!(f, "cannot bind {addr}: {message}"),
+            BindError::Os { op, fd, errno } => write!(
                 f,
                 "{op} on fd {fd} failed: {}",
                 io::Error::from_raw_os_error(*errno)
@@ -190,13 +229,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for BindError {}
 
-impl From<Error> for io::Error {
-    fn from(err: Error) -> Self {
+impl From<BindError> for io::Error {
+    fn from(err: BindError) -> Self {
         let kind = match &err {
-            Error::Bind { kind, .. } => *kind,
-            Error::Os { errno, .. } => io::Error::from_raw_os_error(*errno).kind(),
+            BindError::Bind { kind, .. } => *kind,
+            BindError::Os { errno, .. } => io::Error::from_raw_os_error(*errno).kind(),
             _ => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, err)
@@ -205,11 +244,18 @@ impl From<Error> for io::Error {
 
 /// Why a live upgrade did not happen. The running server keeps serving in every case.
 ///
+/// Returned by [`UpgradeHandle::upgrade`](crate::UpgradeHandle::upgrade); process ids are
+/// `u32`, as [`std::process::id`].
+///
 /// # Examples
 ///
 /// ```
-/// let err = actix_graceful::UpgradeError::InProgress;
+/// use actix_graceful::{ExitStatus, UpgradeError};
+///
+/// let err = UpgradeError::InProgress;
 /// assert_eq!(err.to_string(), "an upgrade is already in progress");
+/// let err = UpgradeError::Exited { pid: 42, status: ExitStatus::Code(1) };
+/// assert_eq!(err.to_string(), "successor pid=42 exited before it was ready (exit status 1)");
 /// ```
 #[derive(Debug)]
 #[non_exhaustive]
@@ -227,21 +273,35 @@ pub enum UpgradeError {
         /// The path that was executed.
         path: PathBuf,
         /// The successor's process id (it was reaped).
-        pid: i32,
+        pid: u32,
         /// The `execve` error.
         error: io::Error,
     },
     /// The successor exited before it reported ready.
     Exited {
         /// The successor's process id (it was reaped).
-        pid: i32,
-        /// How it ended, e.g. `"exit status 1"` or `"killed by signal SIGSEGV"`.
-        status: String,
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The successor reported ready but exited before the handoff completed; this process
+    /// keeps its listeners.
+    ExitedAfterReady {
+        /// The successor's process id (it was reaped).
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The successor closed its readiness pipe without reporting ready and stayed alive: it
+    /// would never report, so it was killed and reaped.
+    ClosedReadinessPipe {
+        /// The successor's process id.
+        pid: u32,
     },
     /// The successor did not report ready in time; it was killed and reaped.
     Timeout {
         /// The successor's process id.
-        pid: i32,
+        pid: u32,
         /// The timeout that ran out.
         timeout: Duration,
     },
@@ -253,7 +313,7 @@ pub enum UpgradeError {
     /// [`Graceful::keeper`]: crate::Graceful::keeper
     UnderKeeper {
         /// The keeper's process id.
-        keeper: i32,
+        keeper: u32,
     },
     /// The successor's environment file (`Graceful::successor_env_file`) cannot be read or
     /// holds a malformed line; no successor was started.
@@ -282,6 +342,16 @@ impl fmt::Display for UpgradeError {
                     "successor pid={pid} exited before it was ready ({status})"
                 )
             }
+            UpgradeError::ExitedAfterReady { pid, status } => write!(
+                f,
+                "successor pid={pid} exited before it was ready ({status}, right after it \
+                 reported ready)"
+            ),
+            UpgradeError::ClosedReadinessPipe { pid } => write!(
+                f,
+                "successor pid={pid} exited before it was ready (closed its readiness pipe \
+                 without reporting ready; killed)"
+            ),
             UpgradeError::Timeout { pid, timeout } => write!(
                 f,
                 "successor pid={pid} was not ready within {timeout:?}; killed it"
@@ -310,5 +380,126 @@ impl std::error::Error for UpgradeError {
 impl From<UpgradeError> for io::Error {
     fn from(err: UpgradeError) -> Self {
         io::Error::other(err)
+    }
+}
+
+/// How a successor ended, as [`UpgradeError`] reports it.
+///
+/// Displays as `exit status 1`, `killed by signal SIGKILL` (with ` (core dumped)` when it
+/// dumped core), or, when other code of this process reaped it first, `gone, reaped by other
+/// code of this process (status unknown)`.
+///
+/// # Examples
+///
+/// ```
+/// use actix_graceful::ExitStatus;
+///
+/// assert_eq!(ExitStatus::Code(1).to_string(), "exit status 1");
+/// let killed = ExitStatus::Signal { signal: 9, core_dumped: false };
+/// assert_eq!(killed.to_string(), "killed by signal SIGKILL");
+/// assert_eq!(killed.code(), None);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExitStatus {
+    /// It exited with this status code.
+    Code(i32),
+    /// A signal killed it.
+    Signal {
+        /// The signal's number (`9` for `SIGKILL`).
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+    /// Other code of this process reaped it first (or `SIGCHLD` is ignored): how it ended is
+    /// unknown.
+    Unknown,
+}
+
+impl ExitStatus {
+    /// The exit code, if it exited rather than being killed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(actix_graceful::ExitStatus::Code(3).code(), Some(3));
+    /// ```
+    #[must_use]
+    pub fn code(self) -> Option<i32> {
+        match self {
+            ExitStatus::Code(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitStatus::Code(code) => write!(f, "exit status {code}"),
+            ExitStatus::Signal {
+                signal,
+                core_dumped,
+            } => {
+                f.write_str("killed by signal ")?;
+                #[cfg(unix)]
+                match nix::sys::signal::Signal::try_from(signal) {
+                    Ok(sig) => f.write_str(sig.as_str())?,
+                    Err(_) => write!(f, "{signal}")?,
+                }
+                #[cfg(not(unix))]
+                write!(f, "{signal}")?;
+                if core_dumped {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
+            }
+            ExitStatus::Unknown => {
+                f.write_str("gone, reaped by other code of this process (status unknown)")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The texts logs, `STATUS=` lines and the integration tests read, as they were when the
+    /// status was a `String`.
+    #[test]
+    fn upgrade_messages_keep_their_texts() {
+        let exited = |status| UpgradeError::Exited { pid: 7, status }.to_string();
+        assert_eq!(
+            exited(ExitStatus::Code(1)),
+            "successor pid=7 exited before it was ready (exit status 1)"
+        );
+        let killed = ExitStatus::Signal {
+            signal: 9,
+            core_dumped: false,
+        };
+        assert_eq!(
+            exited(killed),
+            "successor pid=7 exited before it was ready (killed by signal SIGKILL)"
+        );
+        let segv = ExitStatus::Signal {
+            signal: 11,
+            core_dumped: true,
+        };
+        assert_eq!(segv.to_string(), "killed by signal SIGSEGV (core dumped)");
+        assert_eq!(
+            UpgradeError::ExitedAfterReady {
+                pid: 7,
+                status: ExitStatus::Code(0)
+            }
+            .to_string(),
+            "successor pid=7 exited before it was ready (exit status 0, right after it reported \
+             ready)"
+        );
+        assert_eq!(
+            UpgradeError::ClosedReadinessPipe { pid: 7 }.to_string(),
+            "successor pid=7 exited before it was ready (closed its readiness pipe without \
+             reporting ready; killed)"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The one place that names actix-web's `HttpServer` bounds: everything else in the crate
-//! talks to a server through [`HttpServerExt`].
+//! talks to a server through [`HttpServerExt`], a sealed trait outside the public API (this
+//! module is private) that only appears as the bound of `run` and `GracefulBind`.
 
 use std::{io, net::TcpListener};
 
@@ -7,15 +8,10 @@ use actix_http::{body::MessageBody, Request, Response};
 use actix_service::{IntoServiceFactory, Service, ServiceFactory};
 use actix_web::{dev::AppConfig, dev::Server, Error, HttpServer};
 
-/// What the crate needs of an actix-web [`HttpServer`]; implemented for it (sealed), so it only
-/// appears as a bound: `actix_graceful::run(server)` takes any `HttpServer`.
-///
-/// # Examples
-///
-/// ```
-/// fn takes_a_server(_: impl actix_graceful::HttpServerExt) {}
-/// takes_a_server(actix_web::HttpServer::new(actix_web::App::new));
-/// ```
+/// What the crate needs of an actix-web [`HttpServer`]; implemented for it only. `pub` in a
+/// private module: nameable by no user, so `run(server)` and `GracefulBind` take any
+/// `HttpServer` while the trait stays out of the API (and each method also needs a
+/// [`sealed::Token`], so a generic `T: GracefulBind` cannot call them either).
 pub trait HttpServerExt: Sized {
     #[doc(hidden)]
     fn listen_tcp(self, _: sealed::Token, listener: TcpListener) -> io::Result<Self>;

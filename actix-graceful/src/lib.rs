@@ -117,8 +117,9 @@ mod settings;
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use drain::{draining, readiness, state, Draining, LameDuck, State};
-pub use error::{Error, UpgradeError};
-pub use glue::HttpServerExt;
+/// The short name the core modules use for [`BindError`].
+pub(crate) use error::BindError as Error;
+pub use error::{BindError, ExitStatus, UpgradeError};
 #[cfg(unix)]
 pub use process::inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 #[cfg(unix)]

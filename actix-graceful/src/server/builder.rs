@@ -214,7 +214,8 @@ impl Graceful {
     /// value is the rest of the line as is (no quotes, no expansion), and the handoff's own
     /// variables (`LISTEN_*`, `ACTIX_GRACEFUL_READY_FD`, `ACTIX_GRACEFUL_GENERATION`) cannot be
     /// set. A missing, unreadable or malformed file fails that upgrade with
-    /// [`UpgradeError::EnvFile`] (naming the line) and this process keeps serving. This process's own environment never changes.
+    /// [`UpgradeError::EnvFile`](crate::UpgradeError::EnvFile) (naming the line) and this
+    /// process keeps serving. This process's own environment never changes.
     ///
     /// # Examples
     ///

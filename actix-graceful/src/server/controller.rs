@@ -206,7 +206,7 @@ impl Controller {
             keeper::forward_upgrade(keeper, self.config.upgrade_signal);
             if let Some(reply) = reply {
                 let _ = reply.send(Err(UpgradeError::UnderKeeper {
-                    keeper: keeper.as_raw(),
+                    keeper: keeper.as_raw() as u32,
                 }));
             }
             return;
@@ -252,9 +252,9 @@ impl Controller {
         let ms = upgrade.started.elapsed().as_secs_f64() * 1000.0;
         // A successor that died between its ready report and now must not be handed over to.
         let result = result.and_then(|pid| match handoff::exit_status(pid) {
-            Some((status, _)) => Err(UpgradeError::Exited {
-                pid,
-                status: format!("{status}, right after it reported ready"),
+            Some((status, _)) => Err(UpgradeError::ExitedAfterReady {
+                pid: pid as u32,
+                status,
             }),
             None => Ok(pid),
         });

@@ -40,6 +40,9 @@ const DRAIN_QUIET: Duration = Duration::from_millis(10);
 
 /// Runs `server` with the default [`Graceful`] configuration.
 ///
+/// `server` is any `actix_web::HttpServer` (its bound is sealed; code generic over the server
+/// bounds it by [`GracefulBind`](crate::GracefulBind), implemented for the same servers).
+///
 /// # Errors
 /// As [`Graceful::run`].
 ///
@@ -170,7 +173,7 @@ async fn drain_connections(mut successor: Option<i32>, cap: Duration) -> Option<
                     log::info!("successor pid={pid} drained and exited ({status})");
                     successor = None;
                 }
-                Some((status, false)) => return Some((pid, status)),
+                Some((status, false)) => return Some((pid, status.to_string())),
                 None => {}
             }
         }

@@ -178,7 +178,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     })
     .workers(2);
     for spec in &opts.listen {
-        server = server.graceful_bind_with(match spec.strip_prefix("unix:") {
+        server = server.graceful_bind(match spec.strip_prefix("unix:") {
             Some(path) => Binding::uds(path),
             None => Binding::tcp(spec.as_str()),
         })?;

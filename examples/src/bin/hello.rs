@@ -275,7 +275,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     .workers(opts.workers);
     for spec in &opts.listen() {
         let b = binding(spec);
-        server = server.graceful_bind_with(match opts.ipv6_only {
+        server = server.graceful_bind(match opts.ipv6_only {
             Some(only) => b.ipv6_only(only),
             None => b,
         })?;

@@ -110,7 +110,7 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
             };
             return Err(UpgradeError::Exec {
                 path,
-                pid: failed.pid.as_raw(),
+                pid: failed.pid.as_raw() as u32,
                 error,
             });
         }

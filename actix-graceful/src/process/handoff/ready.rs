@@ -22,7 +22,7 @@ use nix::{
 };
 
 use crate::protocol::env::{self, READY_FD};
-use crate::UpgradeError;
+use crate::{ExitStatus, UpgradeError};
 
 /// Asks a running readiness wait to stop its successor with a signal (0: carry on).
 #[derive(Debug, Clone, Default)]
@@ -169,7 +169,7 @@ pub(crate) fn wait_ready(
         }
         if let Some(status) = try_reap(pid) {
             return Err(UpgradeError::Exited {
-                pid: pid.as_raw(),
+                pid: pid.as_raw() as u32,
                 status,
             });
         }
@@ -180,9 +180,8 @@ pub(crate) fn wait_ready(
             // Alive well after it closed the pipe without a word (an exiting process closes
             // its fds just before it becomes reapable): it will never report.
             let _ = kill_and_reap(pid, timeout);
-            return Err(UpgradeError::Exited {
-                pid: pid.as_raw(),
-                status: "closed its readiness pipe without reporting ready; killed".into(),
+            return Err(UpgradeError::ClosedReadinessPipe {
+                pid: pid.as_raw() as u32,
             });
         }
     }
@@ -191,7 +190,7 @@ pub(crate) fn wait_ready(
 fn check_alive(pid: Pid) -> Result<(), UpgradeError> {
     match try_reap(pid) {
         Some(status) => Err(UpgradeError::Exited {
-            pid: pid.as_raw(),
+            pid: pid.as_raw() as u32,
             status,
         }),
         None => Ok(()),
@@ -201,7 +200,7 @@ fn check_alive(pid: Pid) -> Result<(), UpgradeError> {
 /// Reaps `pid` if it has exited, describing how.
 /// Before the successor's readiness every exit is a failure: what is left of its process group
 /// is killed ([`kill_group`]) before the zombie is reaped.
-fn try_reap(pid: Pid) -> Option<String> {
+fn try_reap(pid: Pid) -> Option<ExitStatus> {
     match peek(pid) {
         Ok(None) => None,
         Ok(Some(status)) => {
@@ -209,7 +208,7 @@ fn try_reap(pid: Pid) -> Option<String> {
             reap(pid);
             Some(describe(status))
         }
-        Err(Errno::ECHILD) => Some("already reaped".into()),
+        Err(Errno::ECHILD) => Some(ExitStatus::Unknown),
         Err(_) => None,
     }
 }
@@ -255,7 +254,7 @@ fn reap(pid: Pid) {
 /// reaped by other code of the process, or auto-reaped with SIGCHLD ignored) is gone with its
 /// status unknown, which counts as a failure. After a failure, what is left of its process
 /// group is killed ([`kill_group`]).
-pub(crate) fn exit_status(pid: i32) -> Option<(String, bool)> {
+pub(crate) fn exit_status(pid: i32) -> Option<(ExitStatus, bool)> {
     let child = Pid::from_raw(pid);
     match peek(child) {
         Ok(Some(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..)))) => {
@@ -267,10 +266,7 @@ pub(crate) fn exit_status(pid: i32) -> Option<(String, bool)> {
             Some((describe(status), success))
         }
         // Reaped at an unknown time: its group's id may be another's by now, leave it alone.
-        Err(Errno::ECHILD) => Some((
-            "gone, reaped by other code of this process (status unknown)".to_owned(),
-            false,
-        )),
+        Err(Errno::ECHILD) => Some((ExitStatus::Unknown, false)),
         _ => None,
     }
 }
@@ -303,21 +299,20 @@ pub(crate) fn kill_and_reap(pid: Pid, timeout: Duration) -> UpgradeError {
     };
     log::debug!("successor pid={pid} killed: {status:?}");
     UpgradeError::Timeout {
-        pid: pid.as_raw(),
+        pid: pid.as_raw() as u32,
         timeout,
     }
 }
 
-fn describe(status: WaitStatus) -> String {
+fn describe(status: WaitStatus) -> ExitStatus {
     match status {
-        WaitStatus::Exited(_, code) => format!("exit status {code}"),
-        WaitStatus::Signaled(_, sig, core) => {
-            format!(
-                "killed by signal {sig}{}",
-                if core { " (core dumped)" } else { "" }
-            )
-        }
-        other => format!("{other:?}"),
+        WaitStatus::Exited(_, code) => ExitStatus::Code(code),
+        WaitStatus::Signaled(_, sig, core_dumped) => ExitStatus::Signal {
+            signal: sig as i32,
+            core_dumped,
+        },
+        // Not asked for (no WUNTRACED / WCONTINUED): nothing to tell.
+        _ => ExitStatus::Unknown,
     }
 }
 
@@ -351,7 +346,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(&err, UpgradeError::Exited { status, .. } if status == "exit status 3"),
+            matches!(&err, UpgradeError::Exited { status, .. } if *status == ExitStatus::Code(3)),
             "{err}"
         );
     }
@@ -383,7 +378,7 @@ mod tests {
         let err =
             wait_ready(pid, &r, Readiness::Pipe, Duration::from_secs(10), &cancel).unwrap_err();
         assert!(
-            matches!(&err, UpgradeError::Exited { status, .. } if status.contains("SIGTERM")),
+            matches!(&err, UpgradeError::Exited { status, .. } if status.to_string().contains("SIGTERM")),
             "{err}"
         );
         assert!(t.elapsed() < Duration::from_secs(5));
@@ -400,7 +395,7 @@ mod tests {
         while let Err(Errno::EINTR) = waitpid(pid, None) {}
         let (status, success) = exit_status(pid.as_raw()).expect("gone, not running");
         assert!(!success);
-        assert!(status.contains("status unknown"), "{status}");
+        assert_eq!(status, ExitStatus::Unknown, "{status}");
     }
 
     #[test]

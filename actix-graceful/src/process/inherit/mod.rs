@@ -241,8 +241,8 @@ fn claim<T>(
 /// `Ok(None)` when no unclaimed descriptor has that name.
 ///
 /// # Errors
-/// The inherited set is malformed (the same [`Error`] every bind call gets), or `fcntl`/`dup`
-/// fails on the descriptor.
+/// The inherited set is malformed (the same [`BindError`](crate::BindError) every bind call
+/// gets), or `fcntl`/`dup` fails on the descriptor.
 ///
 /// # Examples
 ///
@@ -273,8 +273,9 @@ pub fn take_fd(name: &str) -> io::Result<Option<OwnedFd>> {
 /// `Ok(None)` when no unclaimed descriptor has that name.
 ///
 /// # Errors
-/// The inherited set is malformed (the same [`Error`] every bind call gets), or the descriptor
-/// of that name is not a UDP socket ([`Error::NotAUdpSocket`]; it stays unclaimed, for
+/// The inherited set is malformed (the same [`BindError`](crate::BindError) every bind call
+/// gets), or the descriptor of that name is not a UDP socket
+/// ([`BindError::NotAUdpSocket`](crate::BindError::NotAUdpSocket); it stays unclaimed, for
 /// [`take_fd`]).
 ///
 /// # Examples
