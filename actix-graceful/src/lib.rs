@@ -117,39 +117,16 @@ mod settings;
 pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use drain::{draining, readiness, state, Draining, LameDuck, State};
-/// The short name the core modules use for [`BindError`].
-pub(crate) use error::BindError as Error;
 pub use error::{BindError, ExitStatus, UpgradeError};
 #[cfg(unix)]
 pub use process::inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 #[cfg(unix)]
 pub use process::keeper::KeeperExit;
 #[cfg(unix)]
-pub use process::registry::ListenerInfo;
+pub use process::registry::{listeners, ListenerInfo};
 #[cfg(unix)]
 pub use server::{run, Graceful, UpgradeHandle};
 pub use settings::Settings;
-
-/// The listeners this process serves through `graceful_bind*`, in bind order, with their real
-/// addresses and whether each was inherited. A dropped server's listeners are not among them
-/// (nor handed to a successor).
-///
-/// # Examples
-///
-/// ```no_run
-/// use actix_graceful::GracefulBind as _;
-/// # fn main() -> std::io::Result<()> {
-/// let server = actix_web::HttpServer::new(actix_web::App::new).graceful_bind("127.0.0.1:0")?;
-/// for l in actix_graceful::listeners() {
-///     println!("serving {} ({})", l.addr(), if l.is_inherited() { "inherited" } else { "bound" });
-/// }
-/// # drop(server); Ok(()) }
-/// ```
-#[cfg(unix)]
-#[must_use]
-pub fn listeners() -> Vec<ListenerInfo> {
-    process::registry::snapshot()
-}
 
 /// The README's Rust code blocks, compiled by `cargo test --doc` so that its copy of the usage
 /// cannot drift from the API (every block not marked `sh`, `yaml`, ... is Rust to rustdoc).

@@ -231,8 +231,23 @@ pub(crate) fn pin_all() {
     }
 }
 
-/// Every live listener, in bind order.
-pub(crate) fn snapshot() -> Vec<ListenerInfo> {
+/// The listeners this process serves through `graceful_bind*`, in bind order, with their real
+/// addresses and whether each was inherited. A dropped server's listeners are not among them
+/// (nor handed to a successor).
+///
+/// # Examples
+///
+/// ```no_run
+/// use actix_graceful::GracefulBind as _;
+/// # fn main() -> std::io::Result<()> {
+/// let server = actix_web::HttpServer::new(actix_web::App::new).graceful_bind("127.0.0.1:0")?;
+/// for l in actix_graceful::listeners() {
+///     println!("serving {} ({})", l.addr(), if l.is_inherited() { "inherited" } else { "bound" });
+/// }
+/// # drop(server); Ok(()) }
+/// ```
+#[must_use]
+pub fn listeners() -> Vec<ListenerInfo> {
     entries()
         .iter()
         .filter(|e| e.alive())

@@ -23,7 +23,7 @@ use nix::{
     },
 };
 
-use crate::{addr::ListenAddr, Error};
+use crate::{addr::ListenAddr, BindError};
 
 /// What an inherited descriptor turned out to be: a listening stream socket at `addr`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,13 +49,13 @@ pub(crate) fn is_cloexec(fd: RawFd) -> bool {
 /// Checks that `fd` is a listening stream socket and returns its local address.
 ///
 /// # Errors
-/// [`Error::NotASocket`], [`Error::NotAStreamSocket`], [`Error::NotListening`], or
-/// [`Error::Os`] when a query fails.
-pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
-    let stat = fstat(fd).map_err(|e| Error::os("fstat", fd, e))?;
+/// [`BindError::NotASocket`], [`BindError::NotAStreamSocket`], [`BindError::NotListening`], or
+/// [`BindError::Os`] when a query fails.
+pub(crate) fn probe(fd: RawFd) -> Result<Probe, BindError> {
+    let stat = fstat(fd).map_err(|e| BindError::os("fstat", fd, e))?;
     let file_type = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
     if file_type != SFlag::S_IFSOCK {
-        return Err(Error::NotASocket {
+        return Err(BindError::NotASocket {
             fd,
             found: describe_file_type(file_type),
         });
@@ -64,20 +64,20 @@ pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
     // SAFETY: `fd` is open (fstat succeeded) and is only borrowed for these queries.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let sock_type = getsockopt(&borrowed, sockopt::SockType)
-        .map_err(|e| Error::os("getsockopt(SO_TYPE)", fd, e))?;
+        .map_err(|e| BindError::os("getsockopt(SO_TYPE)", fd, e))?;
     if sock_type != SockType::Stream {
-        return Err(Error::NotAStreamSocket {
+        return Err(BindError::NotAStreamSocket {
             fd,
             found: describe_sock_type(sock_type),
         });
     }
     let listening = getsockopt(&borrowed, sockopt::AcceptConn)
-        .map_err(|e| Error::os("getsockopt(SO_ACCEPTCONN)", fd, e))?;
+        .map_err(|e| BindError::os("getsockopt(SO_ACCEPTCONN)", fd, e))?;
     if !listening {
-        return Err(Error::NotListening { fd });
+        return Err(BindError::NotListening { fd });
     }
 
-    let addr: SockaddrStorage = getsockname(fd).map_err(|e| Error::os("getsockname", fd, e))?;
+    let addr: SockaddrStorage = getsockname(fd).map_err(|e| BindError::os("getsockname", fd, e))?;
     let addr = match addr.family() {
         Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
             let sa = addr
@@ -89,7 +89,7 @@ pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
                 });
             match sa {
                 Some(sa) => ListenAddr::Tcp(sa),
-                None => return Err(Error::os("getsockname", fd, Errno::EAFNOSUPPORT)),
+                None => return Err(BindError::os("getsockname", fd, Errno::EAFNOSUPPORT)),
             }
         }
         Some(AddressFamily::Unix) => {
@@ -110,7 +110,7 @@ pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
             ListenAddr::Unix(path)
         }
         _ => {
-            return Err(Error::WrongFamily {
+            return Err(BindError::WrongFamily {
                 fd,
                 name: String::new(),
                 expected: "TCP or Unix",
@@ -124,14 +124,14 @@ pub(crate) fn probe(fd: RawFd) -> Result<Probe, Error> {
 /// Checks that `fd` is a UDP socket (datagram, IPv4 or IPv6) and returns its local address.
 ///
 /// # Errors
-/// [`Error::NotAUdpSocket`] naming what it is instead, or [`Error::Os`] when a query fails.
-pub(crate) fn probe_udp(fd: RawFd, name: &str) -> Result<std::net::SocketAddr, Error> {
-    let not_udp = |found: &'static str| Error::NotAUdpSocket {
+/// [`BindError::NotAUdpSocket`] naming what it is instead, or [`BindError::Os`] when a query fails.
+pub(crate) fn probe_udp(fd: RawFd, name: &str) -> Result<std::net::SocketAddr, BindError> {
+    let not_udp = |found: &'static str| BindError::NotAUdpSocket {
         fd,
         name: name.to_owned(),
         found,
     };
-    let stat = fstat(fd).map_err(|e| Error::os("fstat", fd, e))?;
+    let stat = fstat(fd).map_err(|e| BindError::os("fstat", fd, e))?;
     let file_type = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
     if file_type != SFlag::S_IFSOCK {
         return Err(not_udp(describe_file_type(file_type)));
@@ -139,14 +139,14 @@ pub(crate) fn probe_udp(fd: RawFd, name: &str) -> Result<std::net::SocketAddr, E
     // SAFETY: `fd` is open (fstat succeeded) and is only borrowed for these queries.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
     let sock_type = getsockopt(&borrowed, sockopt::SockType)
-        .map_err(|e| Error::os("getsockopt(SO_TYPE)", fd, e))?;
+        .map_err(|e| BindError::os("getsockopt(SO_TYPE)", fd, e))?;
     if sock_type != SockType::Datagram {
         return Err(not_udp(match sock_type {
             SockType::Stream => "a stream socket",
             other => describe_sock_type(other),
         }));
     }
-    let addr: SockaddrStorage = getsockname(fd).map_err(|e| Error::os("getsockname", fd, e))?;
+    let addr: SockaddrStorage = getsockname(fd).map_err(|e| BindError::os("getsockname", fd, e))?;
     addr.as_sockaddr_in()
         .map(|a| std::net::SocketAddr::V4((*a).into()))
         .or_else(|| {
@@ -194,12 +194,12 @@ pub(crate) fn describe(fd: RawFd) -> String {
 /// close-on-exec (a later child of the app must not inherit it by accident).
 ///
 /// # Errors
-/// [`Error::Os`] when `fcntl` fails.
-pub(crate) fn prepare(fd: RawFd) -> Result<(), Error> {
-    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl(F_GETFL)", fd, e))?;
+/// [`BindError::Os`] when `fcntl` fails.
+pub(crate) fn prepare(fd: RawFd) -> Result<(), BindError> {
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| BindError::os("fcntl(F_GETFL)", fd, e))?;
     let fl = OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK;
-    fcntl(fd, FcntlArg::F_SETFL(fl)).map_err(|e| Error::os("fcntl(F_SETFL)", fd, e))?;
-    set_cloexec(fd, true).map_err(|e| Error::os("fcntl(F_SETFD)", fd, e))
+    fcntl(fd, FcntlArg::F_SETFL(fl)).map_err(|e| BindError::os("fcntl(F_SETFL)", fd, e))?;
+    set_cloexec(fd, true).map_err(|e| BindError::os("fcntl(F_SETFD)", fd, e))
 }
 
 /// Sets or clears FD_CLOEXEC on `fd`.
@@ -291,7 +291,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::NotASocket {
+                BindError::NotASocket {
                     found: "a regular file",
                     ..
                 }
@@ -307,7 +307,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                Error::NotASocket {
+                BindError::NotASocket {
                     found: "a pipe",
                     ..
                 }
@@ -320,12 +320,12 @@ mod tests {
     fn rejects_udp_and_unix_datagram_sockets() {
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         let err = probe(u.as_raw_fd()).unwrap_err();
-        assert!(matches!(err, Error::NotAStreamSocket { .. }), "{err}");
+        assert!(matches!(err, BindError::NotAStreamSocket { .. }), "{err}");
         assert!(err.to_string().contains("datagram"), "{err}");
         let (a, _b) = UnixDatagram::pair().unwrap();
         assert!(matches!(
             probe(a.as_raw_fd()),
-            Err(Error::NotAStreamSocket { .. })
+            Err(BindError::NotAStreamSocket { .. })
         ));
     }
 
@@ -334,7 +334,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let err = probe(s.as_raw_fd()).unwrap_err();
-        assert_eq!(err, Error::NotListening { fd: s.as_raw_fd() });
+        assert_eq!(err, BindError::NotListening { fd: s.as_raw_fd() });
     }
 
     #[test]

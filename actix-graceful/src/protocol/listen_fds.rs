@@ -14,7 +14,7 @@
 
 use std::{ffi::OsStr, os::fd::RawFd};
 
-use crate::Error;
+use crate::BindError;
 
 /// The first inherited descriptor (`SD_LISTEN_FDS_START`).
 pub(crate) const LISTEN_FDS_START: RawFd = 3;
@@ -33,14 +33,14 @@ pub(crate) const UNKNOWN_NAME: &str = "unknown";
 /// accepted (systemfd's `--no-pid`), and so is `LISTEN_FDS=0` (nothing).
 ///
 /// # Errors
-/// [`Error::InvalidListenFds`], [`Error::InvalidListenPid`], [`Error::FdNamesMismatch`],
-/// [`Error::InvalidFdName`].
+/// [`BindError::InvalidListenFds`], [`BindError::InvalidListenPid`], [`BindError::FdNamesMismatch`],
+/// [`BindError::InvalidFdName`].
 pub(crate) fn parse(
     listen_fds: Option<&OsStr>,
     listen_pid: Option<&OsStr>,
     fd_names: Option<&OsStr>,
     own_pid: u32,
-) -> Result<Vec<String>, Error> {
+) -> Result<Vec<String>, BindError> {
     // libsystemd's order: LISTEN_PID first (a malformed one is an error even without
     // LISTEN_FDS), then LISTEN_FDS.
     if let Some(pid) = listen_pid {
@@ -53,7 +53,7 @@ pub(crate) fn parse(
                 }
             }
             _ => {
-                return Err(Error::InvalidListenPid {
+                return Err(BindError::InvalidListenPid {
                     value: text.into_owned(),
                 })
             }
@@ -75,13 +75,13 @@ pub(crate) fn parse(
             // name, "a::b" three names.
             let names: Vec<String> = text.split(':').map(str::to_owned).collect();
             if names.len() != count {
-                return Err(Error::FdNamesMismatch {
+                return Err(BindError::FdNamesMismatch {
                     names: names.len(),
                     fds: count,
                 });
             }
             if let Some(bad) = names.iter().find(|n| !name_is_valid(n)) {
-                return Err(Error::InvalidFdName { name: bad.clone() });
+                return Err(BindError::InvalidFdName { name: bad.clone() });
             }
             names
         }
@@ -89,9 +89,9 @@ pub(crate) fn parse(
     Ok(names)
 }
 
-fn parse_count(value: &OsStr) -> Result<usize, Error> {
+fn parse_count(value: &OsStr) -> Result<usize, BindError> {
     let text = value.to_string_lossy();
-    let invalid = |reason| Error::InvalidListenFds {
+    let invalid = |reason| BindError::InvalidListenFds {
         value: text.clone().into_owned(),
         reason,
     };
@@ -193,7 +193,11 @@ pub(crate) fn names_pid(listen_pid: Option<&OsStr>, own_pid: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn p(fds: Option<&str>, pid: Option<&str>, names: Option<&str>) -> Result<Vec<String>, Error> {
+    fn p(
+        fds: Option<&str>,
+        pid: Option<&str>,
+        names: Option<&str>,
+    ) -> Result<Vec<String>, BindError> {
         parse(
             fds.map(OsStr::new),
             pid.map(OsStr::new),
@@ -214,7 +218,7 @@ mod tests {
     fn a_malformed_pid_is_an_error_even_without_listen_fds_as_in_libsystemd() {
         assert!(matches!(
             p(None, Some("abc"), None),
-            Err(Error::InvalidListenPid { .. })
+            Err(BindError::InvalidListenPid { .. })
         ));
     }
 
@@ -226,7 +230,7 @@ mod tests {
         );
         assert_eq!(
             p(Some("2"), Some("4242"), Some("")),
-            Err(Error::FdNamesMismatch { names: 1, fds: 2 })
+            Err(BindError::FdNamesMismatch { names: 1, fds: 2 })
         );
         assert_eq!(
             p(Some("3"), Some("4242"), Some("a::b")),
@@ -274,7 +278,7 @@ mod tests {
         ] {
             assert_eq!(
                 p(Some(value), Some("4242"), None),
-                Err(Error::InvalidListenFds {
+                Err(BindError::InvalidListenFds {
                     value: value.into(),
                     reason
                 }),
@@ -316,7 +320,7 @@ mod tests {
         for value in ["", "abc", "-5", "0", "4242 ", "-0"] {
             assert_eq!(
                 p(Some("1"), Some(value), None),
-                Err(Error::InvalidListenPid {
+                Err(BindError::InvalidListenPid {
                     value: value.into()
                 }),
                 "{value:?}"
@@ -328,11 +332,11 @@ mod tests {
     fn name_count_must_match() {
         assert_eq!(
             p(Some("2"), Some("4242"), Some("only-one")),
-            Err(Error::FdNamesMismatch { names: 1, fds: 2 })
+            Err(BindError::FdNamesMismatch { names: 1, fds: 2 })
         );
         assert_eq!(
             p(Some("1"), Some("4242"), Some("a:b:c")),
-            Err(Error::FdNamesMismatch { names: 3, fds: 1 })
+            Err(BindError::FdNamesMismatch { names: 3, fds: 1 })
         );
     }
 
@@ -343,7 +347,7 @@ mod tests {
             assert!(
                 matches!(
                     p(Some("1"), Some("4242"), Some(name)),
-                    Err(Error::InvalidFdName { .. })
+                    Err(BindError::InvalidFdName { .. })
                 ),
                 "{name:?}"
             );

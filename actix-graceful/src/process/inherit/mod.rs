@@ -29,7 +29,7 @@ use crate::{
         env, fd,
         listen_fds::{self, LISTEN_FDS_START},
     },
-    Error,
+    BindError,
 };
 
 /// One handed-over descriptor, looked at but not yet claimed.
@@ -39,7 +39,7 @@ pub(crate) struct Slot {
     pub(crate) name: String,
     /// A listening stream socket at this address, or why it is not one (the error a bind call
     /// that claims it by name gets).
-    listener: Result<ListenAddr, Error>,
+    listener: Result<ListenAddr, BindError>,
     claimed: bool,
 }
 
@@ -57,7 +57,7 @@ pub(crate) struct Wanted<'a> {
     pub(crate) addr: &'a ListenAddr,
 }
 
-type Set = Result<Mutex<Vec<Slot>>, Error>;
+type Set = Result<Mutex<Vec<Slot>>, BindError>;
 
 static INHERITED: OnceLock<Set> = OnceLock::new();
 
@@ -87,7 +87,7 @@ fn slots(set: &Mutex<Vec<Slot>>) -> std::sync::MutexGuard<'_, Vec<Slot>> {
 }
 
 /// Reads the environment and looks at every announced descriptor, owning none of them yet.
-fn load() -> Result<Vec<Slot>, Error> {
+fn load() -> Result<Vec<Slot>, BindError> {
     let snapshot = env::snapshot();
     let names = listen_fds::parse(
         snapshot.listen_fds.as_deref(),
@@ -102,10 +102,10 @@ fn load() -> Result<Vec<Slot>, Error> {
     // to claim or to close.
     for fd in (LISTEN_FDS_START..).take(names.len()) {
         if !fd::is_open(fd) {
-            return Err(Error::FdNotOpen { fd });
+            return Err(BindError::FdNotOpen { fd });
         }
         if fd::is_cloexec(fd) {
-            return Err(Error::FdNotInherited { fd });
+            return Err(BindError::FdNotInherited { fd });
         }
     }
     Ok(names
@@ -137,9 +137,9 @@ pub(crate) fn count() -> usize {
 ///
 /// # Errors
 /// The error found when the inherited set was read (every call gets it); for the descriptor of
-/// the asked name, [`Error::NotASocket`], [`Error::NotAStreamSocket`], [`Error::NotListening`]
-/// or [`Error::WrongFamily`].
-pub(crate) fn take(wanted: &Wanted<'_>) -> Result<Option<Taken>, Error> {
+/// the asked name, [`BindError::NotASocket`], [`BindError::NotAStreamSocket`], [`BindError::NotListening`]
+/// or [`BindError::WrongFamily`].
+pub(crate) fn take(wanted: &Wanted<'_>) -> Result<Option<Taken>, BindError> {
     let set = set().as_ref().map_err(Clone::clone)?;
     let mut slots = slots(set);
     let serves = |s: &Slot| s.listener.as_ref().is_ok_and(|a| a.serves(wanted.addr));
@@ -154,7 +154,7 @@ pub(crate) fn take(wanted: &Wanted<'_>) -> Result<Option<Taken>, Error> {
             let slot = &slots[i];
             let addr = slot.listener.as_ref().map_err(Clone::clone)?;
             if std::mem::discriminant(addr) != std::mem::discriminant(wanted.addr) {
-                return Err(Error::WrongFamily {
+                return Err(BindError::WrongFamily {
                     fd: slot.fd,
                     name: slot.name.clone(),
                     expected: wanted.addr.family(),
@@ -208,7 +208,7 @@ pub(crate) fn put_back(taken: Taken) {
 /// for the handoff.
 fn claim<T>(
     name: &str,
-    check: impl FnOnce(RawFd) -> Result<T, Error>,
+    check: impl FnOnce(RawFd) -> Result<T, BindError>,
 ) -> io::Result<Option<(OwnedFd, T)>> {
     crate::process::init();
     let set = set().as_ref().map_err(Clone::clone)?;
@@ -217,7 +217,7 @@ fn claim<T>(
         return Ok(None);
     };
     let checked = check(slot.fd)?;
-    fd::set_cloexec(slot.fd, true).map_err(|e| Error::os("fcntl(F_SETFD)", slot.fd, e))?;
+    fd::set_cloexec(slot.fd, true).map_err(|e| BindError::os("fcntl(F_SETFD)", slot.fd, e))?;
     slot.claimed = true;
     // SAFETY: handed to this process by the protocol (3..3+n, checked open when the set was
     // read) and now marked claimed under the lock, so it is owned exactly once.
@@ -319,7 +319,7 @@ pub fn take_udp(name: &str) -> io::Result<Option<UdpSocket>> {
 pub fn register_fd(name: &str, fd: impl AsFd) -> io::Result<()> {
     crate::process::init();
     if !listen_fds::name_is_valid(name) {
-        return Err(Error::InvalidFdName {
+        return Err(BindError::InvalidFdName {
             name: name.to_owned(),
         }
         .into());
