@@ -8,7 +8,6 @@ use futures::channel::mpsc;
 
 use super::handle::{Reply, UpgradeHandle};
 use crate::{
-    glue::HttpServerExt,
     process::{self, handoff::Plan, handoff::Readiness, keeper::Mode, signals as process_signals},
     protocol::notify::PidFile,
 };
@@ -362,7 +361,7 @@ impl Graceful {
     /// mode: the keeper cannot set up, a generation finds its keeper gone, or the keeper ended
     /// with a status other than 0 ([`KeeperExit`](crate::KeeperExit)). The error is returned,
     /// not logged: log or print it once, in the caller.
-    pub async fn run(self, server: impl HttpServerExt) -> io::Result<()> {
+    pub async fn run(self, server: impl crate::GracefulBind) -> io::Result<()> {
         super::serve(self, server).await
     }
 

@@ -40,8 +40,8 @@ const DRAIN_QUIET: Duration = Duration::from_millis(10);
 
 /// Runs `server` with the default [`Graceful`] configuration.
 ///
-/// `server` is any `actix_web::HttpServer` (its bound is sealed; code generic over the server
-/// bounds it by [`GracefulBind`](crate::GracefulBind), implemented for the same servers).
+/// `server` is any `actix_web::HttpServer`: [`GracefulBind`](crate::GracefulBind) is
+/// implemented for every one of them (and only for them).
 ///
 /// # Errors
 /// As [`Graceful::run`].
@@ -59,7 +59,7 @@ const DRAIN_QUIET: Duration = Duration::from_millis(10);
 ///     actix_graceful::run(server).await
 /// }
 /// ```
-pub async fn run(server: impl HttpServerExt) -> io::Result<()> {
+pub async fn run(server: impl crate::GracefulBind) -> io::Result<()> {
     Graceful::new().run(server).await
 }
 
