@@ -12,7 +12,7 @@ use crate::protocol::notify;
 
 /// A generation that served this long before it died counts as a one-off crash, not a loop.
 pub(crate) const STABLE: Duration = Duration::from_secs(10);
-/// Failed generations in a row after which the keeper gives up.
+/// Failed generations in a row the keeper replaces; one more and it gives up.
 pub(crate) const MAX_FAILURES: u32 = 5;
 /// The delay before the second replacement in a row; doubled for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);

@@ -29,10 +29,10 @@
 //!   with the last current generation's status (see [`KeeperExit`]).
 //! - A generation that exits when nobody asked is replaced from the sockets the keeper holds:
 //!   clients queue in the kernel's accept queue meanwhile. The first replacement starts at once,
-//!   later ones after 250 ms, 500 ms, 1 s, 2 s; after [`MAX_FAILURES`](machine::MAX_FAILURES)
-//!   failures in a row (a start that never got ready, or a generation that died within
-//!   [`STABLE`](machine::STABLE) of getting ready) the keeper gives up and exits with status 1
-//!   so that the supervisor notices.
+//!   later ones after 250 ms, 500 ms, 1 s, 2 s; once more than
+//!   [`MAX_FAILURES`](machine::MAX_FAILURES) failures come in a row (the sixth: a start that
+//!   never got ready, or a generation that died within [`STABLE`](machine::STABLE) of getting
+//!   ready) the keeper gives up and exits with status 1 so that the supervisor notices.
 //! - Reaping: only the known generations, by pid: the app's own children (a `Command` that `main`
 //!   runs on another thread) are the app's to wait for. As PID 1, or as a child subreaper
 //!   (`PR_SET_CHILD_SUBREAPER`, the app's choice), orphans are re-parented to the keeper and
