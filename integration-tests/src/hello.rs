@@ -105,6 +105,21 @@ impl Hello {
     pub fn pid(&self) -> i32 {
         self.startup.pid
     }
+
+    /// Keeper mode: waits up to 20 s until the keeper (this `hello`) reports its first
+    /// generation ready, adds that generation to the family (killed and reaped with it), and
+    /// returns its pid. Panics, with the output's tail, if no report comes.
+    pub fn first_generation(&self) -> i32 {
+        let key = format!("keeper pid={}: serving through generation pid=", self.pid());
+        let (_, line) = self
+            .family
+            .stderr
+            .wait_for_line(0, |l| l.contains(&key), Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no first generation\n{}", self.family.output_tail(30)));
+        let generation = number_after(&line, &key).expect("generation pid") as i32;
+        self.family.add_pid(generation);
+        generation
+    }
 }
 
 /// Wait for a startup line at stdout index >= `from`.

@@ -4,7 +4,7 @@
 //! keeper mode and `run` report their end to `main`. Real processes, real signals, a real
 //! pseudo-terminal. Every test holds the global heavy lock.
 
-use integration_tests::hello::{number_after, upgrade, Hello, UpgradeOpts};
+use integration_tests::hello::{upgrade, Hello, UpgradeOpts};
 use integration_tests::http::{get_once, wait_for_pid};
 use integration_tests::pty::{pgid, Pty};
 use integration_tests::reaper::{Exit, Gone};
@@ -16,19 +16,6 @@ use nix::sys::signal::Signal;
 use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// Waits until the keeper reports its first generation ready; returns that generation's pid.
-fn first_generation(h: &Hello) -> i32 {
-    let key = format!("keeper pid={}: serving through generation pid=", h.pid());
-    let (_, line) = h
-        .family
-        .stderr
-        .wait_for_line(0, |l| l.contains(&key), Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("no first generation\n{}", h.family.output_tail(30)));
-    let generation = number_after(&line, &key).expect("generation pid") as i32;
-    h.family.add_pid(generation);
-    generation
-}
 
 /// Every process (but the test itself) with an open fd on a socket listening on `port`.
 fn holders(port: u16) -> BTreeSet<i32> {
@@ -54,7 +41,7 @@ fn keeper_survives_terminal_resizes() {
     pty.attach(&mut cmd);
     let h = Hello::start_cmd("hello-pty", cmd);
     let keeper = h.pid();
-    let generation = first_generation(&h);
+    let generation = h.first_generation();
     let foreground = pty.foreground().expect("tcgetpgrp");
     println!(
         "keeper {keeper} (group {:?}), generation {generation} (group {:?}), terminal's foreground group {foreground}",
@@ -116,7 +103,7 @@ fn keeper_stops_gracefully_on_terminal_hangup() {
     pty.attach(&mut cmd);
     let h = Hello::start_cmd("hello-hup", cmd);
     let keeper = h.pid();
-    let generation = first_generation(&h);
+    let generation = h.first_generation();
     drop(pty);
     let keeper_gone = h.family.wait_gone(keeper, Duration::from_secs(20));
     let generation_gone = h.family.wait_gone(generation, Duration::from_secs(5));
@@ -272,7 +259,7 @@ fn keeper_leaves_the_apps_children_to_the_app() {
         ],
     );
     let keeper = h.pid();
-    let generation = first_generation(&h);
+    let generation = h.first_generation();
     let key = format!("hello pid={keeper} child: ");
     let (_, line) = h
         .family
@@ -300,7 +287,7 @@ fn keeper_end_status_is_returned_to_main() {
         &["--keeper", "--listen", "127.0.0.1:0", "--workers", "1"],
     );
     let keeper = h.pid();
-    let generation = first_generation(&h);
+    let generation = h.first_generation();
     replace_file(&exe, b"#!/bin/sh\nexit 3\n");
     let t0 = Instant::now();
     assert!(signal(generation, Signal::SIGKILL));

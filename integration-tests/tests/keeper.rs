@@ -28,15 +28,7 @@ fn start_keeper(exe: &Path, extra: &[&str]) -> (Hello, i32) {
 
 /// Waits until the keeper reports its first generation ready; returns that generation's pid.
 fn first_generation(h: &Hello) -> i32 {
-    let keeper = h.pid();
-    let key = format!("keeper pid={keeper}: serving through generation pid=");
-    let (_, line) = h
-        .family
-        .stderr
-        .wait_for_line(0, |l| l.contains(&key), Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("no first generation\n{}", h.family.output_tail(30)));
-    let generation = number_after(&line, &key).expect("generation pid") as i32;
-    h.family.add_pid(generation);
+    let (keeper, generation) = (h.pid(), h.first_generation());
     println!("keeper {keeper}, first generation {generation}");
     assert_child_of(generation, keeper);
     generation

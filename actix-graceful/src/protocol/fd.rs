@@ -1,9 +1,10 @@
 //! Checks on raw file descriptors: is it open, is it a listening stream socket (or a UDP socket),
 //! of which family and address, which file is it. Only queries: nothing here takes ownership
 //! of, changes or closes a descriptor, except [`prepare`], which is called once the descriptor
-//! is ours.
+//! is ours, and [`take_announced_pipe`], which makes a pipe a parent handed over ours.
 
 use std::{
+    ffi::OsStr,
     os::{
         fd::{BorrowedFd, FromRawFd as _, OwnedFd, RawFd},
         unix::ffi::OsStrExt,
@@ -213,10 +214,21 @@ pub(crate) fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
     fcntl(fd, FcntlArg::F_SETFD(flags)).map(drop)
 }
 
-/// Takes the pipe end a parent placed at `fd` for this process (announced in `var`, next to a
-/// `LISTEN_PID` that is ours): it must be an open FIFO; it becomes close-on-exec and ours.
-/// `None`, with a warning, when it is anything else.
-pub(crate) fn take_inherited_pipe(var: &str, fd: RawFd) -> Option<OwnedFd> {
+/// Takes the pipe end a parent announced in `var` (`value`, a decimal fd number; the caller
+/// checked that `LISTEN_PID` is ours): it must be at `first_free` or above (`after` names what
+/// lies below, for the warning) and an open FIFO; it becomes close-on-exec and ours. `None`,
+/// with a warning, when it is anything else. The readiness pipe and the keeper's control pipe
+/// both come this way.
+pub(crate) fn take_announced_pipe(
+    var: &str,
+    value: &OsStr,
+    first_free: RawFd,
+    after: &str,
+) -> Option<OwnedFd> {
+    let Some(fd) = announced_fd(value, first_free) else {
+        log::warn!("ignoring {var}={value:?}: not an fd after {after}");
+        return None;
+    };
     match fstat(fd) {
         Ok(st) if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO => {}
         _ => {
@@ -228,6 +240,12 @@ pub(crate) fn take_inherited_pipe(var: &str, fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: the parent put this pipe at `fd` for us (the caller checked LISTEN_PID is ours)
     // and it is an open FIFO; nothing else in the process knows the number, so we own it.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The fd a `value` names: a decimal number, at `first_free` or above.
+fn announced_fd(value: &OsStr, first_free: RawFd) -> Option<RawFd> {
+    let fd = value.to_str()?.parse::<RawFd>().ok()?;
+    (fd >= first_free).then_some(fd)
 }
 
 fn describe_file_type(t: SFlag) -> &'static str {
@@ -374,5 +392,36 @@ mod tests {
         assert!(fl.contains(OFlag::O_NONBLOCK));
         let fd = FdFlag::from_bits_truncate(fcntl(l.as_raw_fd(), FcntlArg::F_GETFD).unwrap());
         assert!(fd.contains(FdFlag::FD_CLOEXEC));
+    }
+}
+
+/// Property test of the announced-pipe number on arbitrary input. Bounded: it runs in
+/// `cargo test`.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::protocol::listen_fds::first_after;
+    use proptest::prelude::*;
+
+    fn fd_values() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..12),
+            any::<i64>().prop_map(|n| n.to_string().into_bytes()),
+            (0u32..64).prop_map(|n| n.to_string().into_bytes()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn an_announced_pipe_is_after_the_listeners_or_none(value in fd_values(), n in 0usize..20_000) {
+            let got = announced_fd(OsStr::from_bytes(&value), first_after(n));
+            if let Some(fd) = got {
+                prop_assert!(fd as usize >= 3 + n);
+                let parsed = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<RawFd>().ok());
+                prop_assert_eq!(parsed, Some(fd));
+            }
+        }
     }
 }

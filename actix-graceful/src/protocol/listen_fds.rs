@@ -180,6 +180,14 @@ pub(crate) fn name_is_valid(name: &str) -> bool {
             .all(|b| (b' '..=b'~').contains(&b) && b != b':')
 }
 
+/// The first fd after `count` descriptors handed over at [`LISTEN_FDS_START`].
+pub(crate) fn first_after(count: usize) -> RawFd {
+    RawFd::try_from(count)
+        .ok()
+        .and_then(|n| n.checked_add(LISTEN_FDS_START))
+        .unwrap_or(RawFd::MAX)
+}
+
 /// Whether a `LISTEN_PID` value names `own_pid`, read as [`parse`] reads it. The variables this
 /// crate sets beside `LISTEN_*` (the readiness pipe, the keeper's control pipe, the keeper's
 /// pid) are for this process only when this is true.

@@ -3,7 +3,7 @@
 //! once it serves; the parent reads it, or EOF if the successor died first.
 
 use std::{
-    os::fd::{AsFd, AsRawFd, OwnedFd, RawFd},
+    os::fd::{AsFd, AsRawFd, OwnedFd},
     sync::{
         atomic::{AtomicI32, Ordering},
         Arc, Mutex,
@@ -21,7 +21,10 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::protocol::env::{self, READY_FD};
+use crate::protocol::{
+    env::{self, READY_FD},
+    fd, listen_fds,
+};
 use crate::{ExitStatus, UpgradeError};
 
 /// Asks a running readiness wait to stop its successor with a signal (0: carry on).
@@ -64,23 +67,10 @@ pub(crate) fn take_report_fd(listen_fds: usize) {
     if !snapshot.is_for_us() {
         return;
     }
-    let Some(fd) = ready_fd_from(value, listen_fds) else {
-        log::warn!("ignoring {READY_FD}={value:?}: not an fd after the listeners");
-        return;
-    };
-    if let Some(owned) = crate::protocol::fd::take_inherited_pipe(READY_FD, fd) {
+    let first_free = listen_fds::first_after(listen_fds);
+    if let Some(owned) = fd::take_announced_pipe(READY_FD, value, first_free, "the listeners") {
         *REPORT_FD.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
-}
-
-/// The fd named by a `ACTIX_GRACEFUL_READY_FD` value: a decimal number after the `listen_fds`
-/// listeners at `3..`.
-fn ready_fd_from(value: &std::ffi::OsStr, listen_fds: usize) -> Option<RawFd> {
-    let fd = value.to_str()?.parse::<RawFd>().ok()?;
-    let first_free = RawFd::try_from(listen_fds)
-        .ok()?
-        .checked_add(crate::protocol::listen_fds::LISTEN_FDS_START)?;
-    (fd >= first_free).then_some(fd)
 }
 
 /// Whether this process was started by a predecessor that waits for its readiness.
@@ -443,29 +433,6 @@ mod tests {
 mod proptests {
     use super::*;
     use proptest::prelude::*;
-    use std::{ffi::OsStr, os::unix::ffi::OsStrExt as _};
-
-    fn fd_values() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..12),
-            any::<i64>().prop_map(|n| n.to_string().into_bytes()),
-            (0u32..64).prop_map(|n| n.to_string().into_bytes()),
-        ]
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
-
-        #[test]
-        fn ready_fd_is_after_the_listeners_or_none(value in fd_values(), n in 0usize..20_000) {
-            let got = ready_fd_from(OsStr::from_bytes(&value), n);
-            if let Some(fd) = got {
-                prop_assert!(fd as usize >= 3 + n);
-                let parsed = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<RawFd>().ok());
-                prop_assert_eq!(parsed, Some(fd));
-            }
-        }
-    }
 
     proptest! {
         // Every case starts a process and a garbage byte costs the 200 ms grace: keep it small.

@@ -39,7 +39,7 @@ use crate::{
     process::signals,
     protocol::{
         env::{GENERATION, KEEPER_FD, READY_FD},
-        listen_fds::LISTEN_FDS_START,
+        listen_fds::{self, LISTEN_FDS_START},
     },
 };
 
@@ -117,7 +117,7 @@ impl Spawn {
         } = plan;
         let control = *control;
         let n = listeners.len();
-        let ready_fd = LISTEN_FDS_START + n as RawFd;
+        let ready_fd = listen_fds::first_after(n);
         let names = listeners
             .iter()
             .map(|(_, name)| name.as_str())

@@ -5,7 +5,7 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, OwnedFd},
     sync::Mutex,
 };
 
@@ -17,7 +17,10 @@ use nix::{
 };
 
 use super::LOG_TARGET;
-use crate::protocol::env::{self, KEEPER, KEEPER_FD};
+use crate::protocol::{
+    env::{self, KEEPER, KEEPER_FD},
+    fd, listen_fds,
+};
 
 /// The byte the keeper writes on a generation's control pipe: a newer generation serves.
 pub(super) const REPLACED: u8 = b'R';
@@ -149,16 +152,10 @@ pub(crate) fn take_control_fd(listen_fds: usize) {
     if !snapshot.is_for_us() {
         return;
     }
-    let first_free = crate::protocol::listen_fds::LISTEN_FDS_START + listen_fds as RawFd + 1;
-    let fd = value
-        .to_str()
-        .and_then(|v| v.parse::<RawFd>().ok())
-        .filter(|&fd| fd >= first_free);
-    let Some(fd) = fd else {
-        log::warn!(target: LOG_TARGET, "ignoring {KEEPER_FD}={value:?}: not an fd after the readiness pipe");
-        return;
-    };
-    if let Some(owned) = crate::protocol::fd::take_inherited_pipe(KEEPER_FD, fd) {
+    // After the listeners and the readiness pipe.
+    let first_free = listen_fds::first_after(listen_fds).saturating_add(1);
+    let after = "the readiness pipe";
+    if let Some(owned) = fd::take_announced_pipe(KEEPER_FD, value, first_free, after) {
         *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
 }
