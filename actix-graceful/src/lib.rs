@@ -99,12 +99,14 @@
 //! `graceful_bind` is a plain `bind` and [`run`] just runs the server.
 
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod addr;
 mod bind;
 mod drain;
 mod error;
+mod events;
 mod glue;
 #[cfg(unix)]
 mod process;
@@ -118,6 +120,7 @@ pub use addr::ListenAddr;
 pub use bind::{Binding, GracefulBind, Listener};
 pub use drain::{draining, readiness, state, Draining, LameDuck, State};
 pub use error::{BindError, ExitStatus, UpgradeError};
+pub use events::Event;
 #[cfg(unix)]
 pub use process::inherit::{close_unclaimed, register_fd, take_fd, take_udp};
 #[cfg(unix)]
@@ -125,7 +128,7 @@ pub use process::keeper::KeeperExit;
 #[cfg(unix)]
 pub use process::registry::{listeners, ListenerInfo};
 #[cfg(unix)]
-pub use server::{run, Graceful, UpgradeHandle};
+pub use server::{run, ErrorRate, Graceful, UpgradeHandle, Upgraded};
 pub use settings::Settings;
 
 /// The README's Rust code blocks, compiled by `cargo test --doc` so that its copy of the usage

@@ -15,6 +15,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The operators' variable for the probation (`Graceful::with_env`; the examples read it).
+pub const PROBATION_VAR: &str = "ACTIX_GRACEFUL_PROBATION";
+/// The probation every server the tests start gets unless the test sets one.
+pub const TEST_PROBATION: &str = "300ms";
+
 /// A shared set of pids; cloning shares the set.
 #[derive(Clone, Default, Debug)]
 pub struct PidSet(Arc<Mutex<BTreeSet<i32>>>);
@@ -83,6 +88,12 @@ impl ServerFamily {
         reaper::ensure();
         if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
             cmd.env("RUST_LOG", "info");
+        }
+        // A short probation unless the test sets one: every upgrade still has a fallback that
+        // takes the probation's verdict, without each old process lingering for the default
+        // 10 s (tests of the default and of rollbacks set their own).
+        if !cmd.get_envs().any(|(k, _)| k == PROBATION_VAR) {
+            cmd.env(PROBATION_VAR, TEST_PROBATION);
         }
         let prog = cmd.get_program().to_owned();
         // A relative program with a slash is resolved in the child's directory, after chdir.

@@ -303,12 +303,12 @@ pub fn upgrade_probed(
 
 /// Waits up to `timeout` for the generation `pid` to be gone and checks that it exited 0:
 /// reaped by the harness with status 0, or reaped by its predecessor (still draining when it
-/// ended), which then logs `successor pid=PID drained and exited (exit status 0)`.
+/// ended), which then logs `successor pid=PID exited (exit status 0)`.
 pub fn wait_exit_0(family: &ServerFamily, pid: i32, timeout: Duration) -> Result<(), String> {
     match family.wait_gone(pid, timeout) {
         Some(Gone::Reaped(Exit::Code(0))) => Ok(()),
         Some(Gone::ReapedElsewhere) => {
-            let line = format!("successor pid={pid} drained and exited (exit status 0)");
+            let line = format!("successor pid={pid} exited (exit status 0)");
             if family.stderr.find(0, |l| l.contains(&line)).is_empty() {
                 Err(format!(
                     "{pid} was reaped by its predecessor, which did not log `{line}`"

@@ -229,14 +229,14 @@ fn successor_killed_after_ready_before_the_old_stops_accepting() {
     assert!(signal(old, Signal::SIGCONT));
     // A killed multi-threaded process shows as a zombie before its last thread is gone and
     // `waitpid` can report it: the old process finds it dead either at once ("upgrade failed
-    // ... right after it reported ready") or in its first drain check 5 ms later ("died
-    // during the handoff ... accepting again"). Both keep the old process in charge.
+    // ... right after it reported ready") or as it watches the successor's probation
+    // ("rolled back: ... accepting again"). Both keep the old process in charge.
     let (_, line) =
         r.h.family
             .stderr
             .wait_for_line(
                 mark,
-                |l| l.contains("upgrade failed") || l.contains("died during the handoff"),
+                |l| l.contains("upgrade failed") || l.contains("rolled back: successor pid="),
                 Duration::from_secs(10),
             )
             .unwrap_or_else(|| {
@@ -259,14 +259,16 @@ fn successor_killed_after_ready_before_the_old_stops_accepting() {
     assert_clean(&r, old);
 }
 
-/// The successor is SIGKILLed while the old process drains (an idle keep-alive connection keeps
-/// it draining up to its 3 s drain timeout): the old process notices (it is the parent),
-/// accepts again and is in charge, with the idle connection kept and answered without
-/// `Connection: close` again; a later upgrade works. Lost: the requests the successor held.
+/// The successor is SIGKILLed during its probation while the old process drains (an idle
+/// keep-alive connection keeps it draining up to its 3 s drain timeout): the old process, its
+/// fallback, notices, accepts again and is in charge, with the idle connection kept and
+/// answered without `Connection: close` again; a later upgrade works. Lost: the requests the
+/// successor held.
 #[test]
 fn successor_killed_during_the_drain_old_takes_back() {
     let _g = heavy_lock();
-    let r = Rig::start("kill-draining-succ", &["--drain-timeout-ms", "3000"]);
+    let args = ["--drain-timeout-ms", "3000", "--probation-ms", "5000"];
+    let r = Rig::start("kill-draining-succ", &args);
     let old = r.h.pid();
     let loops = 2;
     let load = r.per_request_load(loops);
@@ -282,7 +284,7 @@ fn successor_killed_during_the_drain_old_takes_back() {
     let slow = spawn_slow(&r.h.target, 20_000, SLOW, Some(r.h.family.pid_set()));
     sleep_ms(300);
     let held = freeze_count_kill(u.new, r.port);
-    let line = r.wait_line(mark, "died during the handoff", 5);
+    let line = r.wait_line(mark, "rolled back: successor pid=", 5);
     println!("{line}");
     r.serves(old, "old process after taking back");
     let kept = idle
@@ -404,14 +406,15 @@ fn sigterm_mid_upgrade_leaves_no_listener_behind() {
     );
 }
 
-/// The successor dies after the drain timeout, once the old process has stopped its
-/// workers: too late to take back. The old process finishes its in-flight request and exits;
-/// nothing serves any more (a supervisor's restart is the cure). This test documents that
+/// The successor dies after its probation, once the old process has stopped its workers: too
+/// late to take back. The old process finishes its in-flight request and exits; nothing serves
+/// any more (keeper mode, or a supervisor's restart, is the cure). This test documents that
 /// limit: new connections wait unanswered, then are refused once the old process is gone.
 #[test]
-fn successor_killed_after_the_drain_timeout_leaves_nobody_serving() {
+fn successor_killed_after_its_probation_leaves_nobody_serving() {
     let _g = heavy_lock();
-    let r = Rig::start("kill-late", &["--drain-timeout-ms", "200"]);
+    let args = ["--drain-timeout-ms", "200", "--probation-ms", "200"];
+    let r = Rig::start("kill-late", &args);
     let old = r.h.pid();
     let slow = spawn_slow(&r.h.target, 3000, 1, Some(r.h.family.pid_set()));
     sleep_ms(300);
@@ -420,7 +423,7 @@ fn successor_killed_after_the_drain_timeout_leaves_nobody_serving() {
         ..UpgradeOpts::default()
     };
     let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
-    sleep_ms(600); // drain timeout over: the old process is stopping its workers
+    sleep_ms(600); // probation over: the old process is stopping its workers
     let held = freeze_count_kill(u.new, r.port);
     let mark = r.h.family.stderr.len();
     let probe = integration_tests::http::get_once(&r.h.target, "/health", Duration::from_secs(1));
@@ -444,7 +447,7 @@ fn successor_killed_after_the_drain_timeout_leaves_nobody_serving() {
         .h
         .family
         .stderr
-        .find(mark, |l| l.contains("died during the handoff"))
+        .find(mark, |l| l.contains("rolled back"))
         .is_empty());
     println!("successor held {held} connection(s)");
     assert!(r.h.family.live_pids().is_empty());

@@ -18,8 +18,8 @@ use integration_tests::http::{get_once, Target};
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::systemd::Manager;
 use integration_tests::{
-    free_port, heavy_lock, hello_bin, replace_file, replace_with_copy, signal, sleep_ms, Load,
-    LoadConfig, LoadReport,
+    free_port, heavy_lock, hello_bin, procfs, replace_file, replace_with_copy, signal, sleep_ms,
+    Load, LoadConfig, LoadReport,
 };
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
@@ -353,7 +353,9 @@ fn keeper_broken_deploys_keep_the_old_generation_serving() {
 #[test]
 fn handoff_take_back_then_reload_then_crash() {
     let _g = heavy_lock();
-    let Some(svc) = Svc::shape("takeback", Shape::Handoff, "") else {
+    // A probation short enough for the crash at the end to come after it.
+    let extra = "Environment=ACTIX_GRACEFUL_PROBATION=2s";
+    let Some(svc) = Svc::shape("takeback", Shape::Handoff, extra) else {
         return;
     };
     svc.start();
@@ -395,11 +397,20 @@ fn handoff_take_back_then_reload_then_crash() {
     let next = svc.main_pid();
     assert_ne!(next, old);
     assert_eq!(svc.serving_pid(), Some(next));
-    sleep_ms(1200);
+    // The new build passes its probation: its fallback, the old process, exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while procfs::exists(old) && !procfs::is_zombie(old) && Instant::now() < deadline {
+        sleep_ms(50);
+    }
+    assert!(
+        !procfs::exists(old) || procfs::is_zombie(old),
+        "{}",
+        svc.context()
+    );
     let report = load.stop();
     assert_no_failures("reload after the take-back", &report, &svc);
 
-    // ... and a crash is restarted.
+    // ... and a crash after the probation is restarted.
     let restarts_before: u32 = svc.m.prop(&svc.unit, "NRestarts").parse().unwrap_or(0);
     let t0 = Instant::now();
     assert!(signal(next, Signal::SIGKILL));

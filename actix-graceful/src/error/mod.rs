@@ -8,6 +8,13 @@ use std::{fmt, io};
 
 pub use upgrade::{ExitStatus, UpgradeError};
 
+/// A process id as the public API gives it (`u32`, as [`std::process::id`]): the one place the
+/// crate's own pid type, nix's `Pid`, becomes one.
+#[cfg(unix)]
+pub(crate) fn public_pid(pid: nix::unistd::Pid) -> u32 {
+    u32::try_from(pid.as_raw()).unwrap_or(0)
+}
+
 /// Why `graceful_bind*`, [`Binding::bind`](crate::Binding::bind), [`take_fd`](crate::take_fd)
 /// or [`take_udp`](crate::take_udp) failed: the sockets handed to this process are malformed or
 /// not what was asked for, or binding a fresh one failed.

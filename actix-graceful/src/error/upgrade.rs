@@ -53,11 +53,40 @@ pub enum UpgradeError {
         /// How it ended.
         status: ExitStatus,
     },
-    /// The successor closed its readiness pipe without reporting ready and stayed alive: it
+    /// The successor closed its report channel without reporting ready and stayed alive: it
     /// would never report, so it was killed and reaped.
     ClosedReadinessPipe {
         /// The successor's process id.
         pid: u32,
+    },
+    /// The successor is not ready, and said why: its readiness check
+    /// ([`Graceful::ready_when`](crate::Graceful::ready_when)) or its self-probe
+    /// ([`Graceful::self_probe`](crate::Graceful::self_probe)) failed. It exited (and was
+    /// reaped); this process serves on.
+    NotReady {
+        /// The successor's process id.
+        pid: u32,
+        /// Why, in the successor's words.
+        reason: String,
+    },
+    /// The successor served, then failed its probation ([`Graceful::probation`]): it died,
+    /// declared itself failed (too many 5xx responses, or the app's probation check), and this
+    /// process took the listeners back and serves again.
+    ///
+    /// [`Graceful::probation`]: crate::Graceful::probation
+    RolledBack {
+        /// The failed successor's process id.
+        pid: u32,
+        /// What happened to it.
+        reason: String,
+    },
+    /// The successor sent a report that makes no sense at this point of the handoff protocol
+    /// (a different build of it?); it was killed and reaped.
+    Protocol {
+        /// The successor's process id.
+        pid: u32,
+        /// What it sent.
+        what: String,
     },
     /// The successor did not report ready in time; it was killed and reaped.
     Timeout {
@@ -105,13 +134,25 @@ impl fmt::Display for UpgradeError {
             }
             UpgradeError::ExitedAfterReady { pid, status } => write!(
                 f,
-                "successor pid={pid} exited before it was ready ({status}, right after it \
-                 reported ready)"
+                "successor pid={pid} exited right after it reported ready ({status})"
             ),
             UpgradeError::ClosedReadinessPipe { pid } => write!(
                 f,
-                "successor pid={pid} exited before it was ready (closed its readiness pipe \
-                 without reporting ready; killed)"
+                "successor pid={pid} closed its report channel without reporting ready and \
+                 lived on; killed it"
+            ),
+            UpgradeError::NotReady { pid, reason } => {
+                write!(f, "successor pid={pid} is not ready: {reason}")
+            }
+            UpgradeError::RolledBack { pid, reason } => {
+                write!(
+                    f,
+                    "rolled back: successor pid={pid} failed its probation ({reason})"
+                )
+            }
+            UpgradeError::Protocol { pid, what } => write!(
+                f,
+                "successor pid={pid} broke the handoff protocol ({what}); killed it"
             ),
             UpgradeError::Timeout { pid, timeout } => write!(
                 f,
@@ -194,6 +235,18 @@ impl ExitStatus {
     }
 }
 
+impl ExitStatus {
+    /// The status for a process that ends because this child did (a keeper's): its exit code,
+    /// 128 + the signal number when a signal killed it, 1 when unknown.
+    pub(crate) fn status_for_process(self) -> i32 {
+        match self {
+            ExitStatus::Code(code) => code,
+            ExitStatus::Signal { signal, .. } => 128 + signal,
+            ExitStatus::Unknown => 1,
+        }
+    }
+}
+
 impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -226,8 +279,7 @@ impl fmt::Display for ExitStatus {
 mod tests {
     use super::*;
 
-    /// The texts logs, `STATUS=` lines and the integration tests read, as they were when the
-    /// status was a `String`.
+    /// The texts logs, `STATUS=` lines and the integration tests read.
     #[test]
     fn upgrade_messages_keep_their_texts() {
         let exited = |status| UpgradeError::Exited { pid: 7, status }.to_string();
@@ -254,13 +306,20 @@ mod tests {
                 status: ExitStatus::Code(0)
             }
             .to_string(),
-            "successor pid=7 exited before it was ready (exit status 0, right after it reported \
-             ready)"
+            "successor pid=7 exited right after it reported ready (exit status 0)"
         );
         assert_eq!(
             UpgradeError::ClosedReadinessPipe { pid: 7 }.to_string(),
-            "successor pid=7 exited before it was ready (closed its readiness pipe without \
-             reporting ready; killed)"
+            "successor pid=7 closed its report channel without reporting ready and lived on; \
+             killed it"
+        );
+        assert_eq!(
+            UpgradeError::NotReady {
+                pid: 7,
+                reason: "readiness check: no database".into()
+            }
+            .to_string(),
+            "successor pid=7 is not ready: readiness check: no database"
         );
     }
 }

@@ -7,6 +7,7 @@
 //! the drain middleware) drives it.
 
 pub(crate) mod announce;
+pub(crate) mod child;
 pub(crate) mod connections;
 pub(crate) mod handoff;
 pub(crate) mod inherit;

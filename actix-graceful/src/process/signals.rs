@@ -20,13 +20,11 @@ use std::{
         atomic::{AtomicI32, AtomicU64, Ordering},
         Mutex, Once, OnceLock,
     },
-    time::Duration,
 };
 
 use nix::{
     errno::Errno,
     fcntl::OFlag,
-    poll::{poll, PollFd, PollFlags, PollTimeout},
     sys::signal::{
         pthread_sigmask, sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
     },
@@ -158,15 +156,19 @@ pub(crate) fn all() -> SigSet {
 /// with every signal blocked.
 pub(crate) unsafe fn reset_in_child() {
     for signal in 1..65 {
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+        // SAFETY: `sigaction` is plain old data, for which all-zero bytes are a valid value.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: reads the disposition into a live struct of ours (a null new action).
+        if unsafe { libc::sigaction(signal, std::ptr::null(), &mut old) } != 0 {
             continue;
         }
         let handled = old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN;
         if handled || signal == libc::SIGPIPE {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
+            // SAFETY: as above: plain old data.
+            let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
             dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(signal, &dfl, std::ptr::null_mut());
+            // SAFETY: sets the default disposition from a live struct of ours.
+            unsafe { libc::sigaction(signal, &dfl, std::ptr::null_mut()) };
         }
     }
 }
@@ -229,17 +231,9 @@ impl Wake {
         Ok(Wake { read })
     }
 
-    /// Sleeps until a signal or [`wake`] wakes it, at most `timeout`.
-    pub(crate) fn wait(&self, timeout: Duration) {
-        let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
-        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
-        let _ = poll(&mut fds, ms);
-        self.clear();
-    }
-
     /// Empties the pipe without waiting (it is non-blocking): for a caller that waits on
-    /// [`fd`](Self::fd) in its own event loop (the server, through the runtime's reactor), then
-    /// takes the signals.
+    /// [`fd`](Self::fd) in its own event loop (the server through the runtime's reactor, the
+    /// keeper in its `poll`), then takes the signals.
     pub(crate) fn clear(&self) {
         let mut buf = [0u8; 64];
         while let Ok(n) = nix::unistd::read(self.read.as_raw_fd(), &mut buf) {
@@ -290,10 +284,10 @@ mod tests {
         })
         .join()
         .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !take(libc::SIGUSR1) {
             assert!(std::time::Instant::now() < deadline, "SIGUSR1 not recorded");
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
         assert!(!take(libc::SIGUSR1), "taken once");
     }

@@ -38,7 +38,7 @@ pub(crate) fn init() {
         startup();
         crate::process::signals::catch_early();
         let listen_fds = crate::process::inherit::count();
-        crate::process::handoff::take_report_fd(listen_fds);
+        crate::process::handoff::take_channels(listen_fds);
         crate::process::keeper::take_control_fd(listen_fds);
     });
 }

@@ -21,11 +21,36 @@ pub(crate) const GENERATION: &str = "ACTIX_GRACEFUL_GENERATION";
 pub(crate) const KEEPER: &str = "ACTIX_GRACEFUL_KEEPER";
 /// Keeper mode: the read end of the generation's control pipe.
 pub(crate) const KEEPER_FD: &str = "ACTIX_GRACEFUL_KEEPER_FD";
+/// The version of this handoff protocol the starting process speaks ([`PROTOCOL_VERSION`]).
+pub(crate) const PROTOCOL: &str = "ACTIX_GRACEFUL_PROTOCOL";
+/// The report channel to the fallback, when it is not the predecessor (a successor started by
+/// a process that was itself on probation).
+pub(crate) const FALLBACK_FD: &str = "ACTIX_GRACEFUL_FALLBACK_FD";
 
-/// The variables a successor's environment gets from the handoff itself: an environment file
-/// may not set them.
-pub(crate) const SET_BY_HANDOFF: [&str; 5] =
-    [LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, READY_FD, GENERATION];
+/// The version of the protocol between the processes of a service (these variables, the
+/// report channel's messages, the keeper's control bytes). A process started by one that
+/// speaks another version refuses to serve, with an error naming both.
+pub(crate) const PROTOCOL_VERSION: u32 = 1;
+
+/// Every variable of the handoff: the successor's environment gets them from the handoff
+/// itself (or from keeper mode), never from this process's own environment nor from an
+/// environment file. The one list: `spawn` filters by it, `env_file` refuses it.
+pub(crate) const HANDOFF: [&str; 9] = [
+    LISTEN_FDS,
+    LISTEN_PID,
+    LISTEN_FDNAMES,
+    READY_FD,
+    GENERATION,
+    KEEPER,
+    KEEPER_FD,
+    PROTOCOL,
+    FALLBACK_FD,
+];
+
+/// Whether `name` is one of the [`HANDOFF`] variables.
+pub(crate) fn is_handoff(name: &std::ffi::OsStr) -> bool {
+    HANDOFF.iter().any(|v| name == *v)
+}
 
 /// The protocol's variables as this process found them, with its pid.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +63,8 @@ pub(crate) struct Snapshot {
     pub(crate) generation: Option<OsString>,
     pub(crate) keeper: Option<OsString>,
     pub(crate) keeper_fd: Option<OsString>,
+    pub(crate) protocol: Option<OsString>,
+    pub(crate) fallback_fd: Option<OsString>,
 }
 
 impl Snapshot {
@@ -53,6 +80,8 @@ impl Snapshot {
             generation: var(GENERATION),
             keeper: var(KEEPER),
             keeper_fd: var(KEEPER_FD),
+            protocol: var(PROTOCOL),
+            fallback_fd: var(FALLBACK_FD),
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::{ffi::OsString, io, os::unix::ffi::OsStringExt as _, path::Path};
 
-use super::env::SET_BY_HANDOFF;
+use super::env;
 
 /// Files larger than this are not configuration: refuse them rather than read them whole.
 pub(crate) const MAX_ENV_FILE: u64 = 1 << 20;
@@ -45,7 +45,7 @@ pub(crate) fn read(path: &Path) -> io::Result<Vec<(OsString, OsString)>> {
 ///   a trailing `\r` is dropped). It may be empty and may hold any byte but NUL.
 /// - A later line for the same key wins.
 /// - The handoff's own variables (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`,
-///   `ACTIX_GRACEFUL_READY_FD`) are refused.
+///   `ACTIX_GRACEFUL_READY_FD`, ...: every name in [`env::HANDOFF`]) are refused.
 ///
 /// # Errors
 /// [`io::ErrorKind::InvalidData`] naming the first bad line (1-based) and why.
@@ -83,7 +83,7 @@ pub(crate) fn parse(bytes: &[u8]) -> io::Result<Vec<(OsString, OsString)>> {
             return Err(bad("the value holds a NUL byte"));
         }
         let key_str = std::str::from_utf8(key).unwrap_or_default();
-        if SET_BY_HANDOFF.contains(&key_str) {
+        if env::HANDOFF.contains(&key_str) {
             return Err(bad(&format!(
                 "{key_str} is set by the handoff itself and cannot be overridden"
             )));
@@ -169,6 +169,19 @@ mod tests {
         }
     }
 
+    /// The one list of handoff variables is what the file may not set: every one of them.
+    #[test]
+    fn no_handoff_variable_can_be_set() {
+        for name in env::HANDOFF {
+            let err = parse(format!("# a comment\nexport {name}=1\n").as_bytes()).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("line 2: {name} is set by the handoff")),
+                "{name}: {err}"
+            );
+        }
+    }
+
     #[test]
     fn read_names_the_path() {
         let err = read(Path::new("/nonexistent/actix-graceful.env")).unwrap_err();
@@ -194,9 +207,7 @@ mod proptests {
             proptest::collection::vec(proptest::sample::select(rest), 0..12),
         )
             .prop_map(|(f, r)| std::iter::once(f).chain(r).collect())
-            .prop_filter("reserved", |k: &String| {
-                !SET_BY_HANDOFF.contains(&k.as_str())
-            })
+            .prop_filter("reserved", |k: &String| !env::HANDOFF.contains(&k.as_str()))
     }
 
     /// Any bytes but newline and NUL, not ending in `\r`.
@@ -228,7 +239,7 @@ mod proptests {
                 for (k, v) in &pairs {
                     prop_assert!(key_is_valid(k.as_encoded_bytes()));
                     prop_assert!(!v.as_encoded_bytes().contains(&0));
-                    prop_assert!(!SET_BY_HANDOFF.contains(&k.to_str().unwrap()));
+                    prop_assert!(!env::HANDOFF.contains(&k.to_str().unwrap()));
                 }
                 let mut keys: Vec<_> = pairs.iter().map(|(k, _)| k).collect();
                 keys.sort();

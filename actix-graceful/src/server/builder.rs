@@ -2,13 +2,18 @@
 //! documentation of each knob. Pure but for [`Graceful::upgrade_signal`] (which must catch its
 //! signal early); it starts nothing: [`Graceful::run`] hands it to `server::serve`.
 
-use std::{io, path::PathBuf, time::Duration};
+use std::{fmt, future::Future, io, path::PathBuf, sync::Arc, time::Duration};
 
-use futures::channel::mpsc;
+use futures::{channel::mpsc, FutureExt as _};
 
-use super::handle::{Reply, UpgradeHandle};
+use super::{
+    gate,
+    handle::{Reply, UpgradeHandle},
+    probation::{self, ErrorRate},
+};
 use crate::{
-    process::{self, handoff::Plan, handoff::Readiness, keeper::Mode, signals as process_signals},
+    events::{self, Event},
+    process::{self, handoff::Plan, handoff::Readiness, signals as process_signals},
     protocol::notify::PidFile,
 };
 
@@ -16,6 +21,17 @@ use crate::{
 const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on the drain (see [`Graceful::drain_timeout`]): actix's default keep-alive.
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default probation of a new build (see [`Graceful::probation`]).
+const DEFAULT_PROBATION: Duration = Duration::from_secs(10);
+
+/// A closure of the app's, kept by the builder (shown as `..` by `Debug`).
+pub(super) struct Hook<T>(pub(super) T);
+
+impl<T> fmt::Debug for Hook<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("..")
+    }
+}
 
 /// Configuration of a gracefully run server; [`run`](Graceful::run) starts it.
 ///
@@ -50,7 +66,13 @@ pub struct Graceful {
     pub(super) pid_file: Option<PidFile>,
     pub(super) pre_stop_delay: Duration,
     pub(super) fd_store: bool,
-    pub(super) keeper: Mode,
+    pub(super) keeper: bool,
+    pub(super) probation: Duration,
+    pub(super) error_rate: ErrorRate,
+    pub(super) ready_when: Option<Hook<gate::Check>>,
+    pub(super) self_probe: Option<String>,
+    pub(super) probation_check: Option<Hook<probation::Check>>,
+    pub(super) on_event: Option<Hook<events::Callback>>,
     pub(super) commands: mpsc::UnboundedReceiver<Reply>,
     pub(super) handle: UpgradeHandle,
 }
@@ -88,11 +110,17 @@ impl Graceful {
             upgrade_signal: process_signals::DEFAULT_UPGRADE,
             successor: None,
             env_file: None,
-            readiness: Readiness::Pipe,
+            readiness: Readiness::Reported,
             pid_file: None,
             pre_stop_delay: Duration::ZERO,
             fd_store: false,
-            keeper: Mode::Off,
+            keeper: false,
+            probation: DEFAULT_PROBATION,
+            error_rate: ErrorRate::default(),
+            ready_when: None,
+            self_probe: None,
+            probation_check: None,
+            on_event: None,
             commands,
             handle: UpgradeHandle { tx },
         }
@@ -330,7 +358,163 @@ impl Graceful {
     /// }
     /// ```
     pub fn keeper(mut self, on: bool) -> Self {
-        self.keeper = if on { Mode::On } else { Mode::Off };
+        self.keeper = on;
+        self
+    }
+
+    /// The readiness check of this build: `check` runs once in every process this `Graceful`
+    /// runs, before it accepts its first connection (before actix starts its workers), and the
+    /// process serves only once it returns `Ok`. Meanwhile the process it replaces serves the
+    /// shared accept queue on, so a check that takes seconds to warm a cache makes no request
+    /// wait.
+    ///
+    /// An `Err(reason)`, or no answer within the [upgrade timeout](Self::upgrade_timeout),
+    /// means this build is not ready: a successor sends the reason to its predecessor and
+    /// exits, and the predecessor serves on (its [`UpgradeHandle`] caller gets
+    /// [`UpgradeError::NotReady`](crate::UpgradeError::NotReady) with the reason, which also
+    /// goes to its log and systemd's `STATUS=`); the first process of a service returns the
+    /// error from [`run`](Self::run). SIGTERM, SIGINT or SIGQUIT during the check end it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # async fn ping_database() -> Result<(), std::io::Error> { Ok(()) }
+    /// let graceful = actix_graceful::Graceful::new().ready_when(|| async {
+    ///     ping_database().await.map_err(|e| format!("database: {e}"))
+    /// });
+    /// # drop(graceful);
+    /// ```
+    pub fn ready_when<F, Fut, E>(mut self, check: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + 'static,
+        E: fmt::Display,
+    {
+        let check: gate::Check =
+            Box::new(move || check().map(|r| r.map_err(|e| e.to_string())).boxed_local());
+        self.ready_when = Some(Hook(check));
+        self
+    }
+
+    /// The self-probe: before it reports ready, a new process sends `GET <path>` to its own app
+    /// (over a private Unix socket only this process listens on, so the old process, which
+    /// shares the public accept queue, never answers it) and is ready only on a 2xx status. It
+    /// accepts no public connection before the probe passed. A failure is handled as a failed
+    /// [readiness check](Self::ready_when), with the status and the start of the body as the
+    /// reason. Off by default; bounded by the [upgrade timeout](Self::upgrade_timeout).
+    ///
+    /// # Panics
+    /// When `path` does not start with `/` or holds a space or a control character.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new().self_probe("/health");
+    /// # drop(graceful);
+    /// ```
+    pub fn self_probe(mut self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        assert!(
+            path.starts_with('/') && !path.chars().any(|c| c == ' ' || c.is_control()),
+            "self-probe path {path:?} must start with / and hold no space or control character"
+        );
+        self.self_probe = Some(path);
+        self
+    }
+
+    /// How long a new build stays on probation after it reported ready (default 10 s; zero
+    /// turns probation off).
+    ///
+    /// During its probation the process it replaced stays: it stops accepting and drains its
+    /// clients as without probation, then waits, idle, holding its copy of the listeners. If
+    /// the new process dies in that time (any exit but a handover to a successor of its own),
+    /// or declares itself failed (its [error-rate rule](Self::error_rate), or the app's
+    /// [probation check](Self::probation_check)), the old process takes the listeners back
+    /// within milliseconds and serves on as before: pid file, `MAINPID=`, `READY=1` and
+    /// `STATUS=rolled back: <reason>` say so. Once the probation has passed, the old process
+    /// exits. With zero, the old process exits as soon as its drain ends, and a successor that
+    /// dies afterwards is not replaced.
+    ///
+    /// The probation is the new build's: its own `Graceful` sets it, and it tells the old
+    /// process. A successor that upgrades again during its probation hands the fallback on:
+    /// the fallback is always the last process that passed a probation, so quick upgrades
+    /// never leave more than one process behind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let graceful = actix_graceful::Graceful::new().probation(Duration::from_secs(30));
+    /// # drop(graceful);
+    /// ```
+    pub fn probation(mut self, length: Duration) -> Self {
+        self.probation = length;
+        self
+    }
+
+    /// The error-rate rule of the [probation](Self::probation) (default
+    /// [`ErrorRate::default`]: at least half of at least 20 responses are 5xx). The
+    /// [`LameDuck`](crate::LameDuck) middleware counts the responses; [`ErrorRate::off`] turns
+    /// the rule off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use actix_graceful::{ErrorRate, Graceful};
+    /// let graceful = Graceful::new().error_rate(ErrorRate::new(0.2, 50));
+    /// # drop(graceful);
+    /// ```
+    pub fn error_rate(mut self, rule: ErrorRate) -> Self {
+        self.error_rate = rule;
+        self
+    }
+
+    /// The app's own probation check, beside (or, with [`ErrorRate::off`], instead of) the
+    /// error-rate rule: `check` starts when the [probation](Self::probation) does and runs
+    /// until it ends; an `Err(reason)` fails the probation (the old process takes back) and
+    /// `Ok` leaves the verdict to the time. Use it for what only the app sees: downstream
+    /// errors, queue depth, its own metrics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # async fn queue_depth() -> usize { 0 }
+    /// let graceful = actix_graceful::Graceful::new().probation_check(|| async {
+    ///     loop {
+    ///         actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+    ///         let depth = queue_depth().await;
+    ///         if depth > 10_000 {
+    ///             return Err(format!("queue depth {depth}"));
+    ///         }
+    ///     }
+    /// });
+    /// # drop(graceful);
+    /// ```
+    pub fn probation_check<F, Fut, E>(mut self, check: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + 'static,
+        E: fmt::Display,
+    {
+        let check: probation::Check =
+            Box::new(move || check().map(|r| r.map_err(|e| e.to_string())).boxed_local());
+        self.probation_check = Some(Hook(check));
+        self
+    }
+
+    /// Hands every [`Event`] of this process (an upgrade's start, its successor's readiness,
+    /// the drain's end, a probation passed or rolled back...) to `callback`, e.g. for the app's
+    /// metrics. Called on the server's control task: keep it short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let graceful = actix_graceful::Graceful::new().on_event(|event| log::info!("{event:?}"));
+    /// # drop(graceful);
+    /// ```
+    pub fn on_event(mut self, callback: impl Fn(&Event) + Send + Sync + 'static) -> Self {
+        self.on_event = Some(Hook(Arc::new(callback)));
         self
     }
 
@@ -383,6 +567,8 @@ impl Graceful {
             env: Vec::new(),
             env_file: self.env_file.clone(),
             control: None,
+            fallback: None,
+            exe_fd: None,
         }
     }
 }

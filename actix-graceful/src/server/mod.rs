@@ -13,30 +13,30 @@ use std::{
 
 mod builder;
 mod controller;
+mod drain;
+mod gate;
 mod handle;
 mod phase;
+mod probation;
 mod signals;
+mod successor;
 
-pub use self::{builder::Graceful, handle::UpgradeHandle};
-use self::{controller::Controller, signals::Signals};
+pub use self::{
+    builder::Graceful,
+    handle::{UpgradeHandle, Upgraded},
+    probation::ErrorRate,
+};
+use self::{controller::Controller, probation::Probation, signals::Signals};
 use crate::{
-    drain,
+    drain as drain_state, events,
     glue::{sealed::Token, HttpServerExt},
     process::{
-        self, announce,
-        connections::ClientConnections,
-        handoff, inherit,
-        keeper::{self, Mode, Replacement, Role},
+        self, announce, handoff, inherit,
+        keeper::{self, Role},
         registry,
     },
-    protocol::notify,
+    protocol::{notify, report::Report},
 };
-
-/// How often the drain looks at the client connections (and at the successor).
-const DRAIN_TICK: Duration = Duration::from_millis(5);
-/// How long "no client connection" must hold before the drain ends: connections the accept
-/// thread took just before its pause applied are in the descriptor table by then.
-const DRAIN_QUIET: Duration = Duration::from_millis(10);
 
 /// Runs `server` with the default [`Graceful`] configuration.
 ///
@@ -64,26 +64,32 @@ pub async fn run(server: impl crate::GracefulBind) -> io::Result<()> {
 }
 
 /// [`Graceful::run`]: the crate's first use if nothing came before (records the start-up,
-/// catches SIGUSR2, takes the readiness fd), then keeper mode's roles, the signals, actix's
-/// first poll, the serving announcement, and the controller.
+/// catches SIGUSR2, takes the handed-over channels), then keeper mode's roles, the signals, the
+/// readiness check, actix's first poll, the serving announcement, and the controller.
 async fn serve(mut config: Graceful, server: impl HttpServerExt) -> io::Result<()> {
+    let begun = Instant::now();
     process::init();
-    let mut replaced = None;
-    let mut legacy = None;
-    if config.keeper == Mode::On {
+    if let Some(reason) = handoff::refusal() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
+    }
+    let mut link = None;
+    if config.keeper {
         match keeper::role()? {
             Role::Keeper => return keep(config, server).await,
-            Role::Generation(pid) => {
-                match keeper::attach(pid, config.upgrade_signal)? {
-                    Replacement::Pipe(by_pipe) => replaced = Some(by_pipe),
-                    Replacement::Signal(signal) => legacy = Some(signal),
-                }
-                config.keeper = Mode::Under(pid);
+            Role::Generation(keeper) => {
+                link = Some(keeper::attach(keeper)?);
                 config.pid_file = None; // the keeper's
             }
         }
     }
-    let signals = Signals::install(config.upgrade_signal, legacy)?;
+    if let Some(callback) = config.on_event.take() {
+        events::set(callback.0);
+    }
+    let mut signals = Signals::install(config.upgrade_signal)?;
+    let check = config.ready_when.take().map(|hook| hook.0);
+    if let Err(reason) = gate::pass(check, config.upgrade_timeout, &mut signals).await {
+        return Err(not_ready(reason));
+    }
     let shutdown_secs = config
         .shutdown_timeout
         .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
@@ -97,10 +103,25 @@ async fn serve(mut config: Graceful, server: impl HttpServerExt) -> io::Result<(
         return result;
     }
     let task = actix_rt::spawn(server);
-    serving(&config);
-    Controller::new(config, handle, signals, replaced)
+    let probation = serving(&mut config, begun);
+    Controller::new(config, handle, signals, link, probation)
         .run(task)
         .await
+}
+
+/// This process is not ready (its readiness check or self-probe failed): tells the process
+/// waiting for it why, and returns the error for `run` (the process then exits).
+fn not_ready(reason: String) -> io::Error {
+    log::error!("not ready: {reason}");
+    if handoff::has_predecessor() {
+        handoff::verdict(&Report::Failed {
+            pid: nix::unistd::Pid::this(),
+            reason: reason.clone(),
+        });
+    } else {
+        notify::sd_notify(&status(&format!("not ready: {reason}")));
+    }
+    io::Error::other(format!("not ready: {reason}"))
 }
 
 /// Keeper mode's keeper: never starts `server` (no worker runs here); the registry holds the
@@ -120,86 +141,44 @@ async fn keep(config: Graceful, server: impl HttpServerExt) -> io::Result<()> {
         .map_err(io::Error::other)?
 }
 
-fn serving(config: &Graceful) {
+/// Announces that this process serves (pid file, fd store, ready report or `READY=1`) and
+/// starts its probation when a fallback waits for its verdict.
+fn serving(config: &mut Graceful, begun: Instant) -> Option<Probation> {
     inherit::settle();
-    if !drain::installed() {
+    if !drain_state::installed() {
         log::warn!(
             "the LameDuck middleware is not installed: keep-alive clients may see a reset \
-             connection during a handoff; wrap your App with actix_graceful::LameDuck"
+             connection during a handoff, and a probation counts no response; wrap your App \
+             with actix_graceful::LameDuck"
         );
     }
+    let probation = if handoff::has_predecessor() {
+        config.probation
+    } else {
+        Duration::ZERO
+    };
     announce::serving(
         config.pid_file.as_ref(),
         config.fd_store,
         &status("serving"),
+        probation,
     );
+    let generation = process::startup().generation;
     log::info!("serving, pid={}", std::process::id());
+    events::emit(events::Event::Serving {
+        pid: std::process::id(),
+        generation,
+        after: begun.elapsed(),
+    });
+    if probation.is_zero() || !handoff::on_probation() {
+        return None;
+    }
+    log::info!("on probation for {} ms", probation.as_millis());
+    let check = config.probation_check.take().map(|hook| hook.0);
+    Some(Probation::start(probation, config.error_rate, check))
 }
 
 /// `STATUS=` for this process in `state`.
 fn status(state: &str) -> String {
     notify::status(process::startup().generation, std::process::id(), state)
-}
-
-/// Waits until this process holds no client connection, or `cap` has passed, watching
-/// `successor` (a child of this process) meanwhile; returns its pid and exit status if it died.
-///
-/// Never takes back after `cap` (checked first, so a task that wakes late does not), nor for an
-/// exit with status 0: that successor drained on purpose (it was stopped, or handed over in
-/// turn), and taking back would put two generations in charge; this process then drains on
-/// as before, its connections are still its clients'.
-async fn drain_connections(mut successor: Option<i32>, cap: Duration) -> Option<(i32, String)> {
-    let started = Instant::now();
-    let end = started + cap;
-    let clients = ClientConnections::new(registry::handoff_set().into_iter().map(|(fd, _)| fd));
-    let mut quiet_since = None;
-    let mut cannot_count = false;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            let left = clients
-                .count()
-                .map_or_else(|_| "?".to_owned(), |n| n.to_string());
-            log::info!(
-                "drain timeout ({} ms) reached with {left} client connection(s) left; \
-                 stopping gracefully",
-                cap.as_millis()
-            );
-            return None;
-        }
-        if let Some(pid) = successor {
-            match handoff::exit_status(pid) {
-                Some((status, true)) => {
-                    log::info!("successor pid={pid} drained and exited ({status})");
-                    successor = None;
-                }
-                Some((status, false)) => return Some((pid, status.to_string())),
-                None => {}
-            }
-        }
-        match clients.count() {
-            Ok(0) => {
-                let since = *quiet_since.get_or_insert(now);
-                if now.duration_since(since) >= DRAIN_QUIET {
-                    log::info!(
-                        "drained: no client connection left after {:.1} ms",
-                        started.elapsed().as_secs_f64() * 1000.0
-                    );
-                    return None;
-                }
-            }
-            Ok(_) => quiet_since = None,
-            Err(err) if !cannot_count => {
-                // Without a count, the timeout is the only end: never sooner than a client's
-                // keep-alive allows.
-                log::warn!("cannot count client connections ({err}); draining until the timeout");
-                cannot_count = true;
-            }
-            Err(_) => {}
-        }
-        // A process with very many connections spends a while counting them: tick at least
-        // four times as long as the count took, so the count stays a small share of a CPU.
-        let tick = DRAIN_TICK.max(now.elapsed() * 4);
-        actix_rt::time::sleep(end.saturating_duration_since(Instant::now()).min(tick)).await;
-    }
 }

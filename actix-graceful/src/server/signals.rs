@@ -23,16 +23,11 @@ pub(crate) enum Event {
     Terminate,
     /// SIGINT or SIGQUIT: actix's forced stop.
     Force(&'static str),
-    /// Under a keeper of an older version of this crate: its signal that a newer generation
-    /// serves (see [`Signals::install`]).
-    Replaced,
 }
 
 /// The server's signals: caught into the bit set, the pipe watched by the reactor.
 pub(crate) struct Signals {
     upgrade_signal: i32,
-    /// The older keeper's "replaced" signal, until it came.
-    legacy: Option<i32>,
     wake: Wake,
     pipe: AsyncFd<BorrowedFd<'static>>,
     /// Taken from the bit set, not handed out yet (an upgrade signal recorded before the server
@@ -41,16 +36,14 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    /// Catches SIGTERM, SIGINT, SIGQUIT, `upgrade` (and `legacy`, a keeper's "replaced" signal
-    /// from an older version of the crate) with the recording handler, then takes an upgrade
-    /// signal that arrived before: it is acted on at the first poll. When the upgrade signal is
-    /// another one, SIGUSR2 gets its ordinary meaning back.
+    /// Catches SIGTERM, SIGINT, SIGQUIT and `upgrade` with the recording handler, then takes an
+    /// upgrade signal that arrived before: it is acted on at the first poll. When the upgrade
+    /// signal is another one, SIGUSR2 gets its ordinary meaning back.
     ///
     /// # Errors
     /// A handler or the pipe cannot be set up, or the runtime has no I/O driver.
-    pub(crate) fn install(upgrade: i32, legacy: Option<i32>) -> io::Result<Self> {
-        let mut caught = vec![upgrade, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
-        caught.extend(legacy);
+    pub(crate) fn install(upgrade: i32) -> io::Result<Self> {
+        let caught = [upgrade, libc::SIGTERM, libc::SIGINT, libc::SIGQUIT];
         let wake = Wake::install(&caught)?;
         // Newer tokio deprecates `with_interest` for its `unsafe` replacement (tokio#8587: the fd
         // must stay open while registered), which tokio 1.28, the lowest we allow, lacks. The
@@ -59,7 +52,6 @@ impl Signals {
         let pipe = AsyncFd::with_interest(wake.fd(), Interest::READABLE)?;
         let mut signals = Signals {
             upgrade_signal: upgrade,
-            legacy,
             wake,
             pipe,
             events: VecDeque::new(),
@@ -98,23 +90,16 @@ impl Signals {
         }
     }
 
+    /// Hands `event` out again at the next poll (taken meanwhile, to be acted on later).
+    pub(crate) fn defer(&mut self, event: Event) {
+        self.events.push_front(event);
+    }
+
     /// Takes the recorded signals into events, in a fixed order.
     fn collect(&mut self) {
-        let term = take(libc::SIGTERM);
-        if let Some(legacy) = self.legacy {
-            let came = if legacy == libc::SIGTERM {
-                term
-            } else {
-                take(legacy)
-            };
-            if came {
-                self.legacy = None;
-                self.events.push_back(Event::Replaced);
-            }
-        }
         self.events.extend(events(
             take(self.upgrade_signal),
-            term,
+            take(libc::SIGTERM),
             take(libc::SIGINT),
             take(libc::SIGQUIT),
         ));

@@ -46,6 +46,7 @@ impl<'de> Visitor<'de> for SettingsVisitor {
                         "upgrade_timeout" => settings.upgrade_timeout = Some(d),
                         "drain_timeout" => settings.drain_timeout = Some(d),
                         "shutdown_timeout" => settings.shutdown_timeout = Some(d),
+                        "probation" => settings.probation = Some(d),
                         _ => settings.pre_stop_delay = Some(d),
                     }
                 }

@@ -31,6 +31,7 @@ use parse::{parse_bool, parse_duration, ValueError};
 /// | `drain_timeout` | [`drain_timeout`](crate::Graceful::drain_timeout) | `ACTIX_GRACEFUL_DRAIN_TIMEOUT` |
 /// | `shutdown_timeout` | [`shutdown_timeout`](crate::Graceful::shutdown_timeout) | `ACTIX_GRACEFUL_SHUTDOWN_TIMEOUT` |
 /// | `pre_stop_delay` | [`pre_stop_delay`](crate::Graceful::pre_stop_delay) | `ACTIX_GRACEFUL_PRE_STOP_DELAY` |
+/// | `probation` | [`probation`](crate::Graceful::probation) | `ACTIX_GRACEFUL_PROBATION` |
 /// | `pid_file` | [`pid_file`](crate::Graceful::pid_file) | `ACTIX_GRACEFUL_PID_FILE` |
 /// | `keeper_mode` | [`keeper`](crate::Graceful::keeper) | `ACTIX_GRACEFUL_KEEPER_MODE` (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`) |
 ///
@@ -59,6 +60,8 @@ pub struct Settings {
     pub shutdown_timeout: Option<Duration>,
     /// Time to keep serving after SIGTERM before the drain starts.
     pub pre_stop_delay: Option<Duration>,
+    /// How long a new build stays on probation (zero: none).
+    pub probation: Option<Duration>,
     /// Where to write the serving process's pid.
     pub pid_file: Option<PathBuf>,
     /// Keeper mode on or off.
@@ -70,11 +73,12 @@ const PREFIX: &str = "ACTIX_GRACEFUL_";
 
 /// The keys, in the order of the fields (serde keys; upper-cased after [`PREFIX`] in the
 /// environment).
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "upgrade_timeout",
     "drain_timeout",
     "shutdown_timeout",
     "pre_stop_delay",
+    "probation",
     "pid_file",
     "keeper_mode",
 ];
@@ -106,11 +110,9 @@ impl Settings {
             let Some(raw) = lookup(&var).filter(|v| !v.is_empty()) else {
                 continue;
             };
+            // Returned, not logged: the caller reports it once.
             let invalid = |why: &dyn fmt::Display| {
-                let err =
-                    io::Error::new(io::ErrorKind::InvalidInput, format!("{var}={raw:?}: {why}"));
-                log::error!("{err}");
-                err
+                io::Error::new(io::ErrorKind::InvalidInput, format!("{var}={raw:?}: {why}"))
             };
             if key == "pid_file" {
                 settings.pid_file = Some(PathBuf::from(raw));
@@ -129,6 +131,7 @@ impl Settings {
             "drain_timeout" => self.drain_timeout = Some(parse_duration(text)?),
             "shutdown_timeout" => self.shutdown_timeout = Some(parse_duration(text)?),
             "pre_stop_delay" => self.pre_stop_delay = Some(parse_duration(text)?),
+            "probation" => self.probation = Some(parse_duration(text)?),
             "pid_file" => self.pid_file = Some(PathBuf::from(text)),
             "keeper_mode" => self.keeper_mode = Some(parse_bool(text)?),
             _ => {}
@@ -161,6 +164,9 @@ impl crate::Graceful {
         if let Some(t) = settings.pre_stop_delay {
             self = self.pre_stop_delay(t);
         }
+        if let Some(t) = settings.probation {
+            self = self.probation(t);
+        }
         if let Some(path) = &settings.pid_file {
             self = self.pid_file(path.clone());
         }
@@ -178,7 +184,7 @@ impl crate::Graceful {
     ///
     /// # Errors
     /// A bad value: an [`io::Error`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) naming
-    /// the variable and the value (also logged), as from [`Settings::from_env`].
+    /// the variable and the value, as from [`Settings::from_env`] (returned, not logged).
     ///
     /// # Examples
     ///

@@ -74,6 +74,7 @@ fn environment_sets_what_is_set() {
         ("ACTIX_GRACEFUL_DRAIN_TIMEOUT", "2s"),
         ("ACTIX_GRACEFUL_SHUTDOWN_TIMEOUT", "1m"),
         ("ACTIX_GRACEFUL_PRE_STOP_DELAY", "5s"),
+        ("ACTIX_GRACEFUL_PROBATION", "30s"),
         ("ACTIX_GRACEFUL_PID_FILE", "/run/app.pid"),
         ("ACTIX_GRACEFUL_KEEPER_MODE", "yes"),
         // The handoff's own variables are not settings.
@@ -88,6 +89,7 @@ fn environment_sets_what_is_set() {
             drain_timeout: Some(Duration::from_secs(2)),
             shutdown_timeout: Some(Duration::from_secs(60)),
             pre_stop_delay: Some(Duration::from_secs(5)),
+            probation: Some(Duration::from_secs(30)),
             pid_file: Some("/run/app.pid".into()),
             keeper_mode: Some(true),
         }
@@ -177,6 +179,7 @@ mod serde_input {
         let vars = [
             ("keeper_mode", "off"),
             ("pre_stop_delay", "1.5s"),
+            ("probation", "0"),
             ("generation", "3"),
         ];
         let s = Settings::deserialize(MapDeserializer::<_, serde::de::value::Error>::new(
@@ -185,6 +188,7 @@ mod serde_input {
         .unwrap();
         assert_eq!(s.keeper_mode, Some(false));
         assert_eq!(s.pre_stop_delay, Some(Duration::from_millis(1500)));
+        assert_eq!(s.probation, Some(Duration::ZERO));
     }
 
     #[test]

@@ -160,7 +160,8 @@ async fn ws(
 }
 
 async fn serve(opts: Options) -> std::io::Result<()> {
-    let mut graceful = Graceful::new();
+    // The operators' ACTIX_GRACEFUL_* variables first; the flags win over them.
+    let mut graceful = Graceful::new().with_env()?;
     if let Some(t) = opts.drain_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.drain_timeout(t);
     }

@@ -117,7 +117,8 @@ async fn serve(opts: Options) -> std::io::Result<()> {
              `cargo build -p examples --features openssl` (needs a system OpenSSL: libssl-dev, pkg-config)",
         ));
     }
-    let mut graceful = Graceful::new();
+    // The operators' ACTIX_GRACEFUL_* variables first; the flags win over them.
+    let mut graceful = Graceful::new().with_env()?;
     if let Some(t) = opts.drain_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.drain_timeout(t);
     }

@@ -58,6 +58,9 @@ struct Options {
     /// The drain's cap once the successor serves
     #[arg(long, value_name = "N")]
     drain_timeout_ms: Option<u64>,
+    /// A new build's probation (0: none): the old process stands by to take back meanwhile
+    #[arg(long, value_name = "N")]
+    probation_ms: Option<u64>,
     /// actix's shutdown timeout (seconds)
     #[arg(long, value_name = "N")]
     shutdown_timeout_s: Option<u64>,
@@ -196,7 +199,7 @@ fn udp_echo(spec: &str) -> std::io::Result<()> {
 /// Upgrades through the handle; answers with the successor's pid or why there is none.
 async fn admin_upgrade(handle: web::Data<UpgradeHandle>) -> HttpResponse {
     match handle.upgrade().await {
-        Ok(pid) => HttpResponse::Ok().body(format!("upgraded to pid={pid}\n")),
+        Ok(upgraded) => HttpResponse::Ok().body(format!("upgraded to pid={}\n", upgraded.pid())),
         Err(err) => HttpResponse::Conflict().body(format!("upgrade failed: {err}\n")),
     }
 }
@@ -226,12 +229,16 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             std::thread::park();
         });
     }
-    let mut graceful = Graceful::new();
+    // The operators' ACTIX_GRACEFUL_* variables first; the flags win over them.
+    let mut graceful = Graceful::new().with_env()?;
     if let Some(t) = opts.upgrade_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.upgrade_timeout(t);
     }
     if let Some(t) = opts.drain_timeout_ms.map(Duration::from_millis) {
         graceful = graceful.drain_timeout(t);
+    }
+    if let Some(t) = opts.probation_ms.map(Duration::from_millis) {
+        graceful = graceful.probation(t);
     }
     if let Some(t) = opts.shutdown_timeout_s.map(Duration::from_secs) {
         graceful = graceful.shutdown_timeout(t);

@@ -1,18 +1,27 @@
 //! Handing the listeners to a successor process: start it with the standard socket-activation
-//! protocol, then wait until it reports ready. Blocking code, free of actix types; the server
-//! runs it on a blocking thread. Everything it hands over comes in its [`Plan`]: it reads no
-//! registry and no start-up state of its own.
+//! protocol, then wait until it reports that it serves. Blocking code, free of actix types; the
+//! server runs it on a blocking thread, keeper mode on its start thread. Everything it hands
+//! over comes in its [`Plan`]: it reads no registry and no start-up state of its own.
+//!
+//! Files: `spawn.rs` (fork and exec), `wait.rs` (the parent's wait for the first report),
+//! `channel.rs` (reading a report channel), `report.rs` (the successor's side: its channels to
+//! the predecessor and the fallback).
 
-mod ready;
+mod channel;
+mod report;
 mod spawn;
 #[cfg(all(test, target_os = "linux"))]
 mod tests;
+mod wait;
 
-use std::{ffi::OsString, io, os::fd::RawFd, path::PathBuf, time::Duration};
+use std::{ffi::OsString, os::fd::RawFd, path::PathBuf, time::Duration};
 
-pub(crate) use ready::{
-    exit_status, has_predecessor, report_ready, take_report_fd, Cancel, Readiness,
+pub(crate) use channel::{Channel, Heard};
+pub(crate) use report::{
+    fallback_for_successor, has_predecessor, on_probation, probation_handed_over, ready, refusal,
+    take_channels, verdict,
 };
+pub(crate) use wait::{Cancel, Readiness, Started};
 
 use super::signals;
 use crate::{protocol::env_file, UpgradeError};
@@ -25,9 +34,13 @@ pub(crate) struct Plan {
     /// before the handoff ([`with_listeners`](Plan::with_listeners)), so a socket the app
     /// registered or dropped since the plan was made is counted as it is now.
     pub(crate) listeners: Vec<(RawFd, String)>,
-    /// The successor's generation number (`ACTIX_GRACEFUL_GENERATION`), unless `env` sets it.
+    /// The successor's generation number (`ACTIX_GRACEFUL_GENERATION`).
     pub(crate) generation: u64,
+    /// The executable, as a path (also what the successor sees as its path).
     pub(crate) exe: PathBuf,
+    /// Executed instead of the path when set: an open file of the build to run (keeper mode's
+    /// last good build, whose path may hold another file by now).
+    pub(crate) exe_fd: Option<RawFd>,
     pub(crate) args: Vec<OsString>,
     pub(crate) cwd: PathBuf,
     pub(crate) upgrade_signal: i32,
@@ -41,6 +54,9 @@ pub(crate) struct Plan {
     /// Keeper mode: the read end of the generation's control pipe, handed over after the
     /// readiness pipe.
     pub(crate) control: Option<RawFd>,
+    /// A process on probation hands its channel to the fallback on, after the readiness pipe
+    /// (never together with `control`: a keeper's generations start no successor).
+    pub(crate) fallback: Option<RawFd>,
 }
 
 impl Plan {
@@ -55,33 +71,18 @@ impl Plan {
 /// Starts the successor with the plan's listeners and waits until it is ready, or until
 /// `cancel` asks to stop it.
 ///
-/// Returns the successor's pid. On any failure the successor has been killed (if it ran) and
-/// reaped, with every process left in its process group (a wrapper script's child that would
-/// hold the listeners), and this process's listeners are untouched.
+/// On any failure the successor has been killed (if it ran) and reaped, with every process left
+/// in its process group (a wrapper script's child that would hold the listeners), and this
+/// process's listeners are untouched.
 ///
 /// # Errors
 /// See [`UpgradeError`].
-pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeError> {
+pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<Started, UpgradeError> {
     log::debug!("upgrade: preparing the successor's start");
-    let listeners = &plan.listeners;
-    if listeners.is_empty() {
+    if plan.listeners.is_empty() {
         return Err(UpgradeError::NoListeners);
     }
-    // The environment file first, then the crate's own changes (keeper mode), which win.
-    let mut env_changes: Vec<(OsString, Option<OsString>)> = match &plan.env_file {
-        Some(path) => env_file::read(path)
-            .map_err(UpgradeError::EnvFile)?
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect(),
-        None => Vec::new(),
-    };
-    env_changes.retain(|(k, _)| !plan.env.iter().any(|(name, _)| k == name));
-    env_changes.extend(
-        plan.env
-            .iter()
-            .map(|(k, v)| (OsString::from(k), v.as_ref().map(OsString::from))),
-    );
+    let env_changes = env_changes(plan)?;
     let spawn = spawn::Spawn::new(
         plan,
         &env_changes,
@@ -89,45 +90,40 @@ pub(crate) fn hand_over(plan: &Plan, cancel: &Cancel) -> Result<i32, UpgradeErro
     )
     .map_err(UpgradeError::Spawn)?;
     let path = spawn.path();
-    let child = match spawn.run() {
-        Ok(child) => child,
-        Err(Err(err)) => return Err(UpgradeError::Spawn(err)),
-        Err(Ok(failed)) => {
-            let error = match failed.step {
-                spawn::ChildStep::Exec => failed.error,
-                spawn::ChildStep::Chdir => io::Error::new(
-                    failed.error.kind(),
-                    format!(
-                        "cannot enter the start-up directory {}: {}",
-                        plan.cwd.display(),
-                        failed.error
-                    ),
-                ),
-                spawn::ChildStep::Dup => io::Error::new(
-                    failed.error.kind(),
-                    format!("cannot place the listeners at fds 3..: {}", failed.error),
-                ),
-            };
-            return Err(UpgradeError::Exec {
-                path,
-                pid: failed.pid.as_raw() as u32,
-                error,
-            });
-        }
-    };
+    let child = spawn.run()?;
     log::info!(
-        "upgrade: spawned successor pid={} ({}) with {} listener(s)",
+        "upgrade: spawned successor pid={} ({}{}) with {} listener(s)",
         child.pid,
         path.display(),
-        listeners.len()
+        if plan.exe_fd.is_some() {
+            ", the held build"
+        } else {
+            ""
+        },
+        plan.listeners.len()
     );
-    // On a failure, the successor's process group is killed before it is reaped.
-    ready::wait_ready(
-        child.pid,
-        &child.ready,
-        plan.readiness,
-        plan.timeout,
-        cancel,
-    )?;
-    Ok(child.pid.as_raw())
+    let channel = Channel::new(child.channel).map_err(|err| {
+        crate::process::child::kill_and_reap(child.pid);
+        UpgradeError::Spawn(err)
+    })?;
+    wait::wait_ready(child.pid, channel, plan.readiness, plan.timeout, cancel)
+}
+
+/// The environment file first, then the crate's own changes (keeper mode), which win.
+fn env_changes(plan: &Plan) -> Result<Vec<(OsString, Option<OsString>)>, UpgradeError> {
+    let mut changes: Vec<(OsString, Option<OsString>)> = match &plan.env_file {
+        Some(path) => env_file::read(path)
+            .map_err(UpgradeError::EnvFile)?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect(),
+        None => Vec::new(),
+    };
+    changes.retain(|(k, _)| !plan.env.iter().any(|(name, _)| k == name));
+    changes.extend(
+        plan.env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), v.as_ref().map(OsString::from))),
+    );
+    Ok(changes)
 }

@@ -53,26 +53,29 @@ fn plan(script: &str, listeners: Vec<(i32, String)>, cwd: &std::path::Path) -> P
         listeners,
         generation: 7,
         exe: PathBuf::from("/bin/sh"),
+        exe_fd: None,
         args: vec!["sh".into(), "-c".into(), OsString::from(script)],
         cwd: cwd.to_path_buf(),
         upgrade_signal: libc::SIGUSR2,
-        readiness: Readiness::Pipe,
+        readiness: Readiness::Reported,
         timeout: Duration::from_secs(10),
         env: Vec::new(),
         env_file: None,
         control: None,
+        fallback: None,
     }
 }
 
 /// Stops and reaps a successor that reported ready.
-fn stop(pid: i32) {
-    let pid = Pid::from_raw(pid);
+fn stop(pid: Pid) {
     let _ = kill(pid, Signal::SIGKILL);
     let _ = waitpid(pid, None);
 }
 
-/// Reports ready (the byte `R` on the pipe the protocol names), then waits to be stopped.
-const REPORT_READY: &str = r#"eval "printf R >&$ACTIX_GRACEFUL_READY_FD"; exec sleep 30"#;
+/// Reports ready (a `ready` line with no probation on the channel the protocol names), then
+/// waits to be stopped.
+const REPORT_READY: &str =
+    r#"eval "printf 'ready %s 0\n' $$ >&$ACTIX_GRACEFUL_READY_FD"; exec sleep 30"#;
 
 #[test]
 fn nothing_to_hand_over_is_refused_before_any_process_starts() {
@@ -103,7 +106,7 @@ fn the_successor_gets_the_plans_listeners_by_the_protocol_and_its_report_is_read
     );
     let plan = plan(&script, Vec::new(), &dir.0)
         .with_listeners(vec![(listener.as_raw_fd(), "web".to_owned())]);
-    let pid = hand_over(&plan, &Cancel::default()).expect("ready");
+    let pid = hand_over(&plan, &Cancel::default()).expect("ready").pid;
     let text = std::fs::read_to_string(&seen).unwrap_or_default();
     stop(pid);
     let lines: Vec<&str> = text.lines().collect();
@@ -177,7 +180,7 @@ fn the_plans_environment_file_reaches_the_successor_and_a_bad_one_starts_nothing
         .expect("env file");
     let mut good = plan(&script, fds.clone(), &dir.0);
     good.env_file = Some(env_file.clone());
-    let pid = hand_over(&good, &Cancel::default()).expect("ready");
+    let pid = hand_over(&good, &Cancel::default()).expect("ready").pid;
     stop(pid);
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap_or_default(),
@@ -189,4 +192,40 @@ fn the_plans_environment_file_reaches_the_successor_and_a_bad_one_starts_nothing
     let err = hand_over(&good, &Cancel::default()).unwrap_err();
     assert!(err.to_string().contains("LISTEN_FDS"), "{err}");
     assert!(!seen.exists(), "a successor was started");
+}
+
+/// Keeper mode's rollback: the build held open runs, though its path holds another file now; a
+/// script keeps working (its interpreter reads it through `/dev/fd`).
+#[test]
+fn a_held_build_runs_after_its_path_was_replaced() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let _serial = serial();
+    let dir = TempDir::new("held");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let exe = dir.0.join("app");
+    let seen = dir.0.join("seen");
+    let write_build = |which: &str| {
+        let tmp = dir.0.join("app.new");
+        let script = format!(
+            "#!/bin/sh\necho {which} > {}\n{REPORT_READY}\n",
+            seen.display()
+        );
+        std::fs::write(&tmp, script).expect("write");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&tmp, &exe).expect("deploy"); // a new inode, as a deploy installs it
+    };
+    write_build("good");
+    let held = std::fs::File::open(&exe).expect("hold the good build");
+    write_build("bad");
+    let mut plan = plan("", vec![(listener.as_raw_fd(), "web".to_owned())], &dir.0);
+    plan.exe = exe.clone();
+    plan.args = vec![exe.clone().into()];
+    plan.exe_fd = Some(held.as_raw_fd());
+    let pid = hand_over(&plan, &Cancel::default()).expect("ready").pid;
+    stop(pid);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap_or_default(), "good\n");
+    plan.exe_fd = None;
+    let pid = hand_over(&plan, &Cancel::default()).expect("ready").pid;
+    stop(pid);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap_or_default(), "bad\n");
 }

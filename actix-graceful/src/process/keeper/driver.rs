@@ -1,14 +1,18 @@
-//! The keeper's driver: the loop that waits for signals, reaps the generations by pid, collects
-//! the start thread's results and the time, feeds them to the [`Machine`] and performs its
-//! [`Action`]s with the real system calls. It decides nothing: every choice is the machine's.
+//! The keeper's driver: the loop that waits for signals and the generations' reports, reaps the
+//! generations by pid, collects the start thread's results and the time, feeds them to the
+//! [`Machine`] and performs its [`Action`]s with the real system calls. It holds what the
+//! machine names: each generation's links (control pipe, report channel) and the builds. It
+//! decides nothing: every choice is the machine's.
 
 use std::{
-    os::fd::OwnedFd,
+    collections::HashMap,
+    os::fd::{AsFd, OwnedFd},
     time::{Duration, Instant},
 };
 
 use nix::{
     errno::Errno,
+    poll::{poll, PollFd, PollFlags, PollTimeout},
     sys::{
         signal::kill,
         wait::{waitpid, WaitPidFlag, WaitStatus},
@@ -17,17 +21,25 @@ use nix::{
 };
 
 use super::{
-    generation::REPLACED,
-    machine::{Action, Event, Machine},
-    starter::Starter,
+    machine::{Action, BuildId, Event, Machine, Ready},
+    starter::{Generation, Request, Starter},
     LOG_TARGET,
 };
 use crate::{
-    process::{announce, handoff::Cancel, signals::Wake},
-    protocol::notify::{monotonic_usec, sd_notify, PidFile},
+    process::{
+        announce,
+        child::{self, describe, Group},
+        handoff::{Cancel, Channel, Heard},
+        signals::Wake,
+    },
+    protocol::{
+        control::Control,
+        notify::{monotonic_usec, sd_notify, PidFile},
+    },
 };
 
-/// The keeper's loop wakes at least this often (signals and finished starts wake it at once).
+/// The keeper's loop wakes at least this often (signals, reports and finished starts wake it
+/// at once).
 const TICK: Duration = Duration::from_secs(1);
 
 /// How the keeper ended: its status and why.
@@ -36,8 +48,16 @@ pub(super) struct Ended {
     pub(super) why: String,
 }
 
+/// A generation's links to the keeper.
+struct Link {
+    /// The write end of its control pipe.
+    control: OwnedFd,
+    /// Its report channel, until it closes.
+    channel: Option<Channel>,
+}
+
 pub(super) struct Driver {
-    machine: Machine<OwnedFd>,
+    machine: Machine,
     pub(super) starter: Starter,
     pub(super) pid_file: Option<PidFile>,
     fd_store: bool,
@@ -45,12 +65,17 @@ pub(super) struct Driver {
     reap_orphans: bool,
     /// Stops the start in flight.
     cancel: Cancel,
+    /// The build the start in flight runs, if a held one.
+    starting_build: Option<BuildId>,
+    links: HashMap<Pid, Link>,
+    builds: HashMap<BuildId, OwnedFd>,
+    next_build: BuildId,
     ended: Option<Ended>,
 }
 
 impl Driver {
     pub(super) fn new(
-        machine: Machine<OwnedFd>,
+        machine: Machine,
         starter: Starter,
         pid_file: Option<PidFile>,
         fd_store: bool,
@@ -63,6 +88,10 @@ impl Driver {
             fd_store,
             reap_orphans,
             cancel: Cancel::default(),
+            starting_build: None,
+            links: HashMap::new(),
+            builds: HashMap::new(),
+            next_build: 1,
             ended: None,
         }
     }
@@ -76,16 +105,15 @@ impl Driver {
                 .machine
                 .deadline()
                 .map_or(TICK, |at| at.saturating_duration_since(now).min(TICK));
-            wake.wait(timeout);
+            self.wait(wake, timeout);
             for signal in wake.take() {
                 self.feed(Event::Signal(signal));
             }
+            // Reports first: a generation that says why it fails, then exits, is heard.
+            self.read_reports();
             self.reap();
             if let Ok(result) = self.starter.results.try_recv() {
-                let result = result
-                    .map(|(pid, control)| (Pid::from_raw(pid), control))
-                    .map_err(|err| err.to_string());
-                self.feed(Event::Started(result));
+                self.started(result);
                 // The start's child may have exited meanwhile: look again now it is known.
                 self.reap();
             }
@@ -96,14 +124,33 @@ impl Driver {
         }
     }
 
-    /// Hands `event` to the machine, now, and performs what it asks for.
-    fn feed(&mut self, event: Event<OwnedFd>) {
+    /// Sleeps until a signal, a report, the start thread, or `timeout`.
+    fn wait(&self, wake: &Wake, timeout: Duration) {
+        let mut fds = vec![PollFd::new(wake.fd(), PollFlags::POLLIN)];
+        fds.extend(
+            self.links
+                .values()
+                .filter_map(|link| link.channel.as_ref())
+                .map(|channel| PollFd::new(channel.as_fd(), PollFlags::POLLIN)),
+        );
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut fds, ms);
+        wake.clear();
+    }
+
+    /// Hands `event` to the machine, now, performs what it asks for, and lets go of the links
+    /// and builds it no longer names.
+    fn feed(&mut self, event: Event) {
         for action in self.machine.handle(Instant::now(), event) {
             self.perform(action);
         }
+        let generations = self.machine.generations();
+        self.links.retain(|pid, _| generations.contains(pid));
+        let builds = self.machine.builds();
+        self.builds.retain(|id, _| builds.contains(id));
     }
 
-    fn perform(&mut self, action: Action<OwnedFd>) {
+    fn perform(&mut self, action: Action) {
         match action {
             Action::Log(level, text) => log::log!(target: LOG_TARGET, level, "{text}"),
             Action::Notify(message) => sd_notify(&message),
@@ -112,20 +159,102 @@ impl Driver {
                 monotonic_usec()
             )),
             Action::Announce(status) => {
-                announce::serving(self.pid_file.as_ref(), self.fd_store, &status);
+                announce::serving(
+                    self.pid_file.as_ref(),
+                    self.fd_store,
+                    &status,
+                    Duration::ZERO,
+                );
             }
-            Action::Spawn(number) => {
-                self.cancel = Cancel::default();
-                if !self.starter.request(self.cancel.clone(), number) {
-                    self.feed(Event::StarterGone);
-                }
-            }
+            Action::Spawn(number, build) => self.spawn(number, build),
             Action::CancelStart(signal) => self.cancel.stop_successor(signal),
             Action::Kill(pid, signal) => {
                 let _ = kill(pid, signal);
             }
-            Action::Replaced(pid, control) => replaced(pid, &control),
+            Action::Control(pid, word) => self.say(pid, word),
             Action::Exit { code, why } => self.ended = Some(Ended { code, why }),
+        }
+    }
+
+    fn spawn(&mut self, number: u64, build: Option<BuildId>) {
+        self.cancel = Cancel::default();
+        self.starting_build = build;
+        let copy = build
+            .and_then(|id| self.builds.get(&id))
+            .and_then(|fd| fd.try_clone().ok());
+        if build.is_some() && copy.is_none() {
+            log::warn!(target: LOG_TARGET, "keeper: the held build is gone; starting the file at the path");
+        }
+        let request = Request {
+            cancel: self.cancel.clone(),
+            number,
+            build: copy,
+        };
+        if !self.starter.request(request) {
+            self.feed(Event::StarterGone);
+        }
+    }
+
+    /// A start ended: keeps the new generation's links and build, and tells the machine.
+    fn started(&mut self, result: Result<Generation, crate::UpgradeError>) {
+        let result = result
+            .map(|generation| {
+                let build = match generation.opened {
+                    Some(fd) => {
+                        let id = self.next_build;
+                        self.next_build += 1;
+                        self.builds.insert(id, fd);
+                        Some(id)
+                    }
+                    None => self.starting_build,
+                };
+                let link = Link {
+                    control: generation.control,
+                    channel: Some(generation.channel),
+                };
+                self.links.insert(generation.pid, link);
+                Ready {
+                    pid: generation.pid,
+                    build,
+                    probation: generation.probation,
+                }
+            })
+            .map_err(|err| err.to_string());
+        self.feed(Event::Started(result));
+    }
+
+    /// Feeds what the generations said on their report channels.
+    fn read_reports(&mut self) {
+        let mut heard = Vec::new();
+        for (pid, link) in &mut self.links {
+            while let Some(channel) = &mut link.channel {
+                match channel.next() {
+                    Some(Heard::Closed) => link.channel = None,
+                    Some(what) => heard.push((*pid, what)),
+                    None => break,
+                }
+            }
+        }
+        for (pid, heard) in heard {
+            self.feed(Event::Report { pid, heard });
+        }
+    }
+
+    /// Says `word` on the generation's control pipe.
+    fn say(&mut self, pid: Pid, word: Control) {
+        let Some(link) = self.links.get(&pid) else {
+            log::warn!(target: LOG_TARGET, "keeper: no control pipe to generation pid={pid}");
+            return;
+        };
+        loop {
+            match nix::unistd::write(&link.control, &[word.byte()]) {
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    log::warn!(target: LOG_TARGET, "cannot tell generation pid={pid} {word:?}: {err}");
+                }
+                Ok(_) => {}
+            }
+            return;
         }
     }
 
@@ -133,16 +262,8 @@ impl Driver {
     /// orphans come to the keeper, except while a start is in flight.
     fn reap(&mut self) {
         for pid in self.machine.generations() {
-            match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {}
-                // Not ours to wait for any more (other code of the process reaped it): gone.
-                Err(Errno::ECHILD) => self.feed(Event::Exited {
-                    pid,
-                    code: 1,
-                    how: "gone, reaped by other code of this process (status unknown)".to_owned(),
-                }),
-                Err(err) => log::warn!(target: LOG_TARGET, "keeper: waitpid({pid}) failed: {err}"),
-                Ok(status) => self.exited(status),
+            if let Some(status) = child::try_reap(pid, Group::KillOnFailure) {
+                self.feed(Event::Exited { pid, status });
             }
         }
         if !self.reap_orphans || self.machine.is_starting() {
@@ -156,36 +277,14 @@ impl Driver {
                     log::warn!(target: LOG_TARGET, "keeper: waitpid failed: {err}");
                     return;
                 }
-                Ok(status) => self.exited(status),
+                Ok(status @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => {
+                    if let Some(pid) = status.pid() {
+                        let status = describe(status);
+                        self.feed(Event::Exited { pid, status });
+                    }
+                }
+                Ok(_) => {}
             }
         }
-    }
-
-    /// A child ended with `status` (only an exit or a signal ends a process).
-    fn exited(&mut self, status: WaitStatus) {
-        let (pid, code, how) = match status {
-            WaitStatus::Exited(pid, code) => (pid, code, format!("exit status {code}")),
-            WaitStatus::Signaled(pid, signal, _) => (
-                pid,
-                128 + signal as i32,
-                format!("killed by signal {signal}"),
-            ),
-            _ => return,
-        };
-        self.feed(Event::Exited { pid, code, how });
-    }
-}
-
-/// Tells the generation that a newer one serves, on its control pipe: it drains at once.
-fn replaced(pid: Pid, control: &OwnedFd) {
-    loop {
-        match nix::unistd::write(control, &[REPLACED]) {
-            Err(Errno::EINTR) => continue,
-            Err(err) => {
-                log::warn!(target: LOG_TARGET, "cannot tell generation pid={pid} it was replaced: {err}");
-            }
-            Ok(_) => {}
-        }
-        break;
     }
 }

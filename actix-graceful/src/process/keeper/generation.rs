@@ -9,7 +9,7 @@ use std::{
     sync::Mutex,
 };
 
-use futures::channel::oneshot;
+use futures::channel::mpsc;
 use nix::{
     errno::Errno,
     sys::signal::{kill, Signal},
@@ -18,23 +18,10 @@ use nix::{
 
 use super::LOG_TARGET;
 use crate::protocol::{
+    control::Control,
     env::{self, KEEPER, KEEPER_FD},
     fd, listen_fds,
 };
-
-/// The byte the keeper writes on a generation's control pipe: a newer generation serves.
-pub(super) const REPLACED: u8 = b'R';
-
-/// Whether and how keeper mode applies to this process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Not asked for.
-    Off,
-    /// Asked for: this process becomes the keeper, or a generation of one (see [`role`]).
-    On,
-    /// This process is a generation run by the keeper with this pid.
-    Under(Pid),
-}
 
 /// What keeper mode makes of this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,22 +63,49 @@ fn role_from(snapshot: &env::Snapshot) -> io::Result<Role> {
     }
 }
 
-/// How a generation hears that a newer one serves.
-pub(crate) enum Replacement {
-    /// Through the control pipe: resolves once the keeper says so.
-    Pipe(Replaced),
-    /// A keeper of an older version of this crate says it with this signal (the server catches
-    /// it with the process-wide recording handler, as its other signals).
-    Signal(i32),
+/// The link of a generation to its keeper: the keeper's words on the control pipe.
+pub(crate) struct KeeperLink {
+    /// The keeper's pid.
+    pub(crate) keeper: Pid,
+    /// The keeper's words, in order; the stream ends when the keeper is gone (its death
+    /// signal, SIGTERM, does the rest).
+    pub(crate) words: mpsc::UnboundedReceiver<Control>,
 }
 
 /// Run by a generation at start: asks for SIGTERM (a graceful drain) when the keeper dies,
-/// checks that the keeper is still its parent, and says how the keeper will tell it that a
-/// newer generation serves.
+/// checks that the keeper is still its parent, and listens to the keeper's control pipe.
 ///
 /// # Errors
-/// The keeper is already gone.
-pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replacement> {
+/// The keeper is already gone, or handed over no control pipe (a keeper that speaks another
+/// protocol version is refused before this: `handoff::refusal`).
+pub(crate) fn attach(keeper: Pid) -> io::Result<KeeperLink> {
+    die_with_the_keeper();
+    let parent = getppid();
+    if parent != keeper {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("the keeper pid={keeper} is gone (parent is pid={parent})"),
+        ));
+    }
+    let control = CONTROL.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let control = control.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the keeper pid={keeper} handed over no control pipe ({KEEPER_FD})"),
+        )
+    })?;
+    log::info!(target: LOG_TARGET,
+        "generation pid={} of keeper pid={keeper}",
+        std::process::id()
+    );
+    Ok(KeeperLink {
+        keeper,
+        words: watch_control(control),
+    })
+}
+
+/// Asks for SIGTERM (a graceful drain) when the keeper (the parent) dies.
+fn die_with_the_keeper() {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
         // SAFETY: prctl with integer arguments only.
@@ -111,32 +125,7 @@ pub(crate) fn attach(keeper: Pid, upgrade: i32) -> io::Result<Replacement> {
             );
         }
     }
-    let parent = getppid();
-    if parent != keeper {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("the keeper pid={keeper} is gone (parent is pid={parent})"),
-        ));
-    }
-    log::info!(target: LOG_TARGET,
-        "generation pid={} of keeper pid={keeper}",
-        std::process::id()
-    );
-    let control = CONTROL.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match control {
-        Some(fd) => Ok(Replacement::Pipe(watch_control(fd))),
-        None => {
-            // A keeper of an older version of this crate says "replaced" with a signal.
-            let signal = legacy_replaced_signal(upgrade);
-            log::info!(target: LOG_TARGET, "no control pipe from the keeper (an older version): signal {signal} means replaced");
-            Ok(Replacement::Signal(signal))
-        }
-    }
 }
-
-/// Resolves to `true` once the keeper says that a newer generation serves; `false` when it can
-/// no longer say (the keeper is gone: its death signal, SIGTERM, does the rest).
-pub(crate) type Replaced = futures::future::LocalBoxFuture<'static, bool>;
 
 /// The generation's control pipe, taken at the crate's first use ([`take_control_fd`]).
 static CONTROL: Mutex<Option<OwnedFd>> = Mutex::new(None);
@@ -161,21 +150,21 @@ pub(crate) fn take_control_fd(listen_fds: usize) {
 }
 
 /// Reads the control pipe on a thread of its own (detached: blocking, and it must not hold up
-/// the runtime's shutdown).
-fn watch_control(fd: OwnedFd) -> Replaced {
-    let (tx, rx) = oneshot::channel::<()>();
+/// the runtime's shutdown); its words come out of the returned stream.
+fn watch_control(fd: OwnedFd) -> mpsc::UnboundedReceiver<Control> {
+    let (tx, rx) = mpsc::unbounded();
     let spawned = std::thread::Builder::new()
         .name("keeper-control".into())
         .spawn(move || {
             let mut byte = [0u8; 1];
             loop {
                 match nix::unistd::read(fd.as_raw_fd(), &mut byte) {
-                    Ok(1) if byte[0] == REPLACED => {
-                        let _ = tx.send(());
-                        return;
-                    }
+                    Ok(1) => match Control::from_byte(byte[0]) {
+                        Some(word) if tx.unbounded_send(word).is_err() => return,
+                        Some(_) => {}
+                        None => log::warn!(target: LOG_TARGET, "ignoring byte {} from the keeper", byte[0]),
+                    },
                     Err(Errno::EINTR) => continue,
-                    Ok(1) => continue,
                     _ => return, // EOF or an error: the keeper is gone
                 }
             }
@@ -183,18 +172,7 @@ fn watch_control(fd: OwnedFd) -> Replaced {
     if let Err(err) = spawned {
         log::warn!(target: LOG_TARGET, "cannot watch the keeper's control pipe: {err}");
     }
-    Box::pin(async move { rx.await.is_ok() })
-}
-
-/// The signal by which a keeper of an older version of this crate tells a generation that a
-/// newer one serves (and which this keeper still sends, for such generations): SIGWINCH, or
-/// SIGTERM should SIGWINCH be the upgrade signal.
-pub(super) fn legacy_replaced_signal(upgrade: i32) -> i32 {
-    if upgrade == libc::SIGWINCH {
-        libc::SIGTERM
-    } else {
-        libc::SIGWINCH
-    }
+    rx
 }
 
 /// Run by a generation on the upgrade signal: a generation never starts a successor itself, it

@@ -1,43 +1,74 @@
-//! The keeper as a pure state machine: [`Event`]s in (a signal, a start's result, a generation
-//! that exited, time passed, each with the `Instant` it happened at), [`Action`]s out. It owns
-//! every decision and text (log lines, `sd_notify` messages, exit status) and must not call
-//! `kill`, `waitpid`, `sd_notify`, pipes, threads or clocks: the driver does, and reports back.
+//! The keeper as a pure state machine: [`Event`]s in (a signal, a start's result, a
+//! generation's report, a generation that exited, time passed, each with the `Instant` it
+//! happened at), [`Action`]s out. It owns every decision and text (log lines, `sd_notify`
+//! messages, exit status) and must not call `kill`, `waitpid`, `sd_notify`, pipes, threads or
+//! clocks: the driver does, and reports back. Its transitions are in `machine/steps.rs`; this
+//! file holds its state and the events' dispatch.
+//!
+//! Builds: every start runs a build, which the driver holds open ([`BuildId`]): the file at the
+//! started path for an upgrade (a new deploy), the build that crashed for a restart, the last
+//! good build (the newest that passed a probation) for a rollback. So a rollback runs the good
+//! build even after its file was replaced on disk.
 
 use std::time::{Duration, Instant};
 
 use log::Level;
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::protocol::notify;
+use crate::{
+    process::handoff::Heard,
+    protocol::{control::Control, notify, report::Report},
+    ExitStatus,
+};
+
+mod steps;
 
 /// A generation that served this long before it died counts as a one-off crash, not a loop.
 pub(crate) const STABLE: Duration = Duration::from_secs(10);
-/// Failed generations in a row the keeper replaces; one more and it gives up.
+/// Failed generations in a row the keeper replaces; one more and it rolls back to the last good
+/// build, or, with none at hand, gives up.
 pub(crate) const MAX_FAILURES: u32 = 5;
 /// The delay before the second replacement in a row; doubled for each further one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// How long after its probation's end a generation may still send its verdict: none by then
+/// counts as passed (a wedged generation does not keep its fallback forever).
+const VERDICT_GRACE: Duration = Duration::from_secs(5);
 
-/// What happens to the keeper. `C` is a started generation's control pipe (its write end).
+/// A build the driver holds open, by number.
+pub(super) type BuildId = u64;
+
+/// A start that got ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Ready {
+    pub(super) pid: Pid,
+    /// The build it runs, if the driver holds it.
+    pub(super) build: Option<BuildId>,
+    /// The probation it announced (zero: none).
+    pub(super) probation: Duration,
+}
+
+/// What happens to the keeper.
 #[derive(Debug)]
-pub(super) enum Event<C> {
+pub(super) enum Event {
     /// The keeper begins: start the first generation.
     Begin,
     /// A caught signal arrived.
     Signal(Signal),
-    /// The start requested by [`Action::Spawn`] ended: the generation is ready (its pid and
-    /// control pipe), or why it is not.
-    Started(Result<(Pid, C), String>),
+    /// The start requested by [`Action::Spawn`] ended: the generation is ready, or why not.
+    Started(Result<Ready, String>),
     /// [`Action::Spawn`] could not be passed to the start thread (it is gone).
     StarterGone,
-    /// A child of the keeper ended: its status for the process and how it ended.
-    Exited { pid: Pid, code: i32, how: String },
+    /// A generation said something on its report channel.
+    Report { pid: Pid, heard: Heard },
+    /// A child of the keeper ended, so.
+    Exited { pid: Pid, status: ExitStatus },
     /// The end of a round of the driver's loop: time to act on what is due.
     Tick,
 }
 
 /// What the driver does for the keeper, in order.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Action<C> {
+pub(super) enum Action {
     /// A log line.
     Log(Level, String),
     /// `sd_notify` this message as it is.
@@ -46,15 +77,15 @@ pub(super) enum Action<C> {
     Reloading(String),
     /// The keeper serves as a whole (`announce::serving`) with this `STATUS=` line.
     Announce(String),
-    /// Start generation number `n` (one start at a time; its result comes back as
-    /// [`Event::Started`]).
-    Spawn(u64),
+    /// Start generation number `n` from `build` (none: the file at the started path, a new
+    /// deploy), one start at a time; its result comes back as [`Event::Started`].
+    Spawn(u64, Option<BuildId>),
     /// Stop the generation being started with this signal (the start still reports).
     CancelStart(Signal),
     /// Send a signal to a generation (its failure is of no interest).
     Kill(Pid, Signal),
-    /// Tell the generation through its control pipe that a newer one serves; then close it.
-    Replaced(Pid, C),
+    /// Say a word on a generation's control pipe.
+    Control(Pid, Control),
     /// Every generation has exited: the keeper ends with this status, for this reason.
     Exit { code: i32, why: String },
 }
@@ -65,70 +96,86 @@ enum Kind {
     First,
     Upgrade,
     Restart,
+    /// A start of the last good build after the current one failed.
+    Rollback,
 }
 
 /// The start in flight.
 struct Starting {
     kind: Kind,
     since: Instant,
+    build: Option<BuildId>,
 }
 
-/// The generation that serves.
-struct Generation<C> {
+/// A generation that serves, or stands by.
+#[derive(Debug, Clone, Copy)]
+struct Generation {
     pid: Pid,
     number: u64,
     ready_at: Instant,
-    /// The write end of its control pipe.
-    control: C,
+    build: Option<BuildId>,
+    /// Until when it is on probation (with the grace for its verdict); none once it passed.
+    probation_until: Option<Instant>,
+}
+
+/// A replacement to start once due.
+#[derive(Debug, Clone, Copy)]
+struct Restart {
+    at: Instant,
+    kind: Kind,
+    build: Option<BuildId>,
 }
 
 /// The keeper's whole state.
-pub(super) struct Machine<C> {
+pub(super) struct Machine {
     /// The keeper's pid, for the texts.
     me: u32,
     upgrade: i32,
-    /// Also sent to a replaced generation, for one of an older version of this crate.
-    legacy: Option<Signal>,
     /// Generations started so far (each start gets the next number, from 1).
     started: u64,
     /// The generation that serves.
-    current: Option<Generation<C>>,
+    current: Option<Generation>,
+    /// While `current` is on probation: the generation it replaced, stopped accepting and
+    /// drained, standing by to take back.
+    fallback: Option<Generation>,
     /// Generations told to stop, still draining.
     old: Vec<Pid>,
     starting: Option<Starting>,
-    /// When to start a replacement for a generation that died.
-    restart_at: Option<Instant>,
-    /// Failed generations in a row.
+    restart: Option<Restart>,
+    /// Failed generations in a row, and the build they ran.
     failures: u32,
+    failing: Option<BuildId>,
+    /// The builds that passed a probation (or had none), the newest last: the last two, so
+    /// that a good build that crash-loops later still has one to go back to.
+    good: Vec<BuildId>,
     /// The stop signal received, if any.
     stopping: Option<Signal>,
-    /// The exit status of the last current generation that exited, and how it ended.
-    exit_code: i32,
-    exit_how: String,
+    /// How the last current generation that exited ended.
+    last_exit: ExitStatus,
     gave_up: bool,
     /// Whether the first generation got ready (READY=1, pid file).
     announced: bool,
     /// What the event being handled asks for.
-    out: Vec<Action<C>>,
+    out: Vec<Action>,
 }
 
-impl<C> Machine<C> {
-    /// A keeper with pid `me`, whose upgrade signal is `upgrade`, and which also sends `legacy`
-    /// to a replaced generation.
-    pub(super) fn new(me: u32, upgrade: i32, legacy: Option<Signal>) -> Self {
+impl Machine {
+    /// A keeper with pid `me`, whose upgrade signal is `upgrade`.
+    pub(super) fn new(me: u32, upgrade: i32) -> Self {
         Machine {
             me,
             upgrade,
-            legacy,
             started: 0,
             current: None,
+            fallback: None,
             old: Vec::new(),
             starting: None,
-            restart_at: None,
+            restart: None,
             failures: 0,
+            failing: None,
+            good: Vec::new(),
             stopping: None,
-            exit_code: 0,
-            exit_how: "exit status 0".to_owned(),
+            last_exit: ExitStatus::Code(0),
             gave_up: false,
             announced: false,
             out: Vec::new(),
@@ -136,14 +183,14 @@ impl<C> Machine<C> {
     }
 
     /// Handles `event`, which happened at `now`: what the driver must do, in order.
-    pub(super) fn handle(&mut self, now: Instant, event: Event<C>) -> Vec<Action<C>> {
+    pub(super) fn handle(&mut self, now: Instant, event: Event) -> Vec<Action> {
         match event {
             Event::Begin => {
                 self.log(
                     Level::Info,
                     format!("keeper pid={}: starting the first generation", self.me),
                 );
-                self.start(now, Kind::First);
+                self.start(now, Kind::First, None);
             }
             Event::Signal(signal) => self.on_signal(now, signal),
             Event::Started(result) => self.on_started(now, result),
@@ -153,22 +200,42 @@ impl<C> Machine<C> {
                     Level::Error,
                     "keeper: the start thread is gone; cannot start a generation",
                 );
-                self.failed(now);
+                self.failed(now, None);
                 self.finish();
             }
-            Event::Exited { pid, code, how } => self.ended(now, pid, code, how),
+            Event::Report { pid, heard } => self.on_report(now, pid, heard),
+            Event::Exited { pid, status } => self.ended(now, pid, status),
             Event::Tick => self.tick(now),
         }
         std::mem::take(&mut self.out)
     }
 
-    /// The generations to reap: the current one and those draining.
+    /// The generations to reap: the current one, the fallback, and those draining.
     pub(super) fn generations(&self) -> Vec<Pid> {
         self.current
             .iter()
+            .chain(&self.fallback)
             .map(|g| g.pid)
             .chain(self.old.iter().copied())
             .collect()
+    }
+
+    /// The builds to keep open.
+    pub(super) fn builds(&self) -> Vec<BuildId> {
+        let mut builds: Vec<BuildId> = [
+            self.current.and_then(|g| g.build),
+            self.fallback.and_then(|g| g.build),
+            self.starting.as_ref().and_then(|s| s.build),
+            self.restart.and_then(|r| r.build),
+            self.failing,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.good.iter().copied())
+        .collect();
+        builds.sort_unstable();
+        builds.dedup();
+        builds
     }
 
     /// Whether a start is in flight (its own `waitpid` must find its child).
@@ -176,50 +243,47 @@ impl<C> Machine<C> {
         self.starting.is_some()
     }
 
-    /// When a replacement is due, if one is: the driver wakes then at the latest.
+    /// When something is due (a replacement, a verdict's deadline): the driver wakes then at
+    /// the latest.
     pub(super) fn deadline(&self) -> Option<Instant> {
-        self.restart_at
+        let verdict = self.current.and_then(|g| g.probation_until);
+        [self.restart.map(|r| r.at), verdict]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// `build` passed: the newest good build.
+    fn good_is(&mut self, build: Option<BuildId>) {
+        if let Some(build) = build {
+            self.good.retain(|b| *b != build);
+            self.good.push(build);
+            if self.good.len() > 2 {
+                self.good.remove(0);
+            }
+        }
+    }
+
+    /// The newest good build other than `failed`, to roll back to.
+    fn good_but(&self, failed: Option<BuildId>) -> Option<BuildId> {
+        self.good.iter().rev().copied().find(|b| Some(*b) != failed)
     }
 
     fn log(&mut self, level: Level, text: impl Into<String>) {
         self.out.push(Action::Log(level, text.into()));
     }
 
-    fn tick(&mut self, now: Instant) {
-        if let Some(at) = self.restart_at {
-            if self.starting.is_none() && self.stopping.is_none() && now >= at {
-                self.restart_at = None;
-                self.start(now, Kind::Restart);
-            }
-        }
-        if let Some(current) = &self.current {
-            if self.failures > 0 && now.saturating_duration_since(current.ready_at) >= STABLE {
-                self.failures = 0;
-            }
-        }
-        self.finish();
+    fn control(&mut self, pid: Pid, word: Control) {
+        self.out.push(Action::Control(pid, word));
     }
 
-    /// Once stopping and every generation has exited: [`Action::Exit`].
-    fn finish(&mut self) {
-        if self.stopping.is_none()
-            || self.current.is_some()
-            || !self.old.is_empty()
-            || self.starting.is_some()
-        {
-            return;
-        }
-        let (code, why) = if self.gave_up {
-            let why = format!(
-                "gave up after {} failed generations in a row",
-                self.failures
-            );
-            (1, why)
-        } else {
-            let why = format!("the last generation ended with {}", self.exit_how);
-            (self.exit_code, why)
-        };
-        self.out.push(Action::Exit { code, why });
+    /// `STATUS=` for systemd: the serving generation's number and pid, the keeper, `state`.
+    fn status(&self, state: &str) -> String {
+        let (number, pid) = self
+            .current
+            .as_ref()
+            .map_or((0, 0), |g| (g.number, g.pid.as_raw() as u32));
+        notify::status(number, pid, &format!("{state} (keeper pid {})", self.me))
     }
 
     fn on_signal(&mut self, now: Instant, signal: Signal) {
@@ -238,261 +302,66 @@ impl<C> Machine<C> {
         }
     }
 
-    fn on_upgrade_signal(&mut self, now: Instant) {
-        if self.stopping.is_some() {
-            self.log(Level::Warn, "upgrade refused: the keeper is stopping");
-        } else if let Some(starting) = &self.starting {
-            let what = match starting.kind {
-                Kind::Upgrade => "an upgrade is already in progress",
-                Kind::First | Kind::Restart => "a generation is being started",
-            };
-            self.log(Level::Warn, format!("upgrade refused: {what}"));
-        } else if self.current.is_none() {
-            self.log(
-                Level::Info,
-                "upgrade signal while no generation runs: starting one now",
-            );
-            self.restart_at = Some(now);
-        } else {
-            self.start(now, Kind::Upgrade);
+    /// A generation's report: only the current one's verdict matters (a replaced one that gives
+    /// up its own probation says `stopping`; nothing to do).
+    fn on_report(&mut self, now: Instant, pid: Pid, heard: Heard) {
+        let current = self.current.is_some_and(|g| g.pid == pid);
+        match heard {
+            Heard::Report(Report::Passed { .. }) if current => self.passed(now),
+            Heard::Report(Report::Failed { reason, .. }) if current => {
+                self.rolled_back(now, &reason, true);
+            }
+            Heard::Bad(bad) => {
+                self.log(Level::Warn, format!("keeper: generation pid={pid}: {bad}"))
+            }
+            _ => {}
         }
     }
 
-    /// `STATUS=` for systemd: the serving generation's number and pid, the keeper, `state`.
-    fn status(&self, state: &str) -> String {
-        let (number, pid) = self
-            .current
-            .as_ref()
-            .map_or((0, 0), |g| (g.number, g.pid.as_raw() as u32));
-        notify::status(number, pid, &format!("{state} (keeper pid {})", self.me))
-    }
-
-    fn start(&mut self, now: Instant, kind: Kind) {
-        self.started += 1;
-        if kind == Kind::Upgrade {
-            self.log(
-                Level::Info,
-                format!("upgrade: starting generation {}", self.started),
-            );
-            let state = format!("upgrading: starting generation {}", self.started);
-            let status = self.status(&state);
-            self.out.push(Action::Reloading(status));
-        }
-        self.starting = Some(Starting { kind, since: now });
-        self.out.push(Action::Spawn(self.started));
-    }
-
-    fn on_started(&mut self, now: Instant, result: Result<(Pid, C), String>) {
-        let Some(starting) = self.starting.take() else {
-            return;
-        };
-        let ms = now.saturating_duration_since(starting.since).as_secs_f64() * 1000.0;
-        if let Some(signal) = self.stopping {
-            match result {
-                Ok((pid, _)) => {
-                    // Got ready just as the stop came: it stops too.
-                    self.log(
-                        Level::Info,
-                        format!(
-                            "keeper: generation pid={pid} got ready while stopping: sending {signal}"
-                        ),
-                    );
-                    self.out.push(Action::Kill(pid, signal));
-                    self.old.push(pid);
-                }
-                Err(err) => self.log(
-                    Level::Info,
-                    format!("keeper: start abandoned for the stop: {err}"),
-                ),
-            }
-            return;
-        }
-        match (starting.kind, result) {
-            (Kind::Upgrade, Ok((pid, control))) => {
-                self.restart_at = None;
-                let new = Generation {
-                    pid,
-                    number: self.started,
-                    ready_at: now,
-                    control,
-                };
-                let state = match self.current.replace(new) {
-                    Some(prev) => {
-                        self.log(
-                            Level::Info,
-                            format!(
-                                "upgrade: successor pid={pid} ready after {ms:.1} ms; draining generation pid={}",
-                                prev.pid
-                            ),
-                        );
-                        let state = format!("serving; generation {} draining", prev.number);
-                        self.old.push(prev.pid);
-                        self.out.push(Action::Replaced(prev.pid, prev.control));
-                        if let Some(signal) = self.legacy {
-                            self.out.push(Action::Kill(prev.pid, signal));
-                        }
-                        state
-                    }
-                    None => {
-                        self.log(
-                            Level::Info,
-                            format!("upgrade: successor pid={pid} ready after {ms:.1} ms"),
-                        );
-                        "serving".to_owned()
-                    }
-                };
-                let status = self.status(&state);
-                self.out.push(Action::Notify(format!("READY=1\n{status}")));
-            }
-            (Kind::Upgrade, Err(err)) => {
-                let serving = self
-                    .current
-                    .as_ref()
-                    .map_or("no generation".to_owned(), |g| {
-                        format!("generation pid={}", g.pid)
-                    });
-                self.log(
-                    Level::Error,
-                    format!("upgrade failed after {ms:.1} ms: {err}; {serving} keeps serving"),
-                );
-                let status = self.status(&format!("serving; upgrade failed: {err}"));
-                self.out.push(Action::Notify(format!("READY=1\n{status}")));
-            }
-            (Kind::First | Kind::Restart, Ok((pid, control))) => {
-                self.restart_at = None;
-                self.log(
-                    Level::Info,
-                    format!("keeper: generation pid={pid} ready after {ms:.1} ms"),
-                );
-                self.current = Some(Generation {
-                    pid,
-                    number: self.started,
-                    ready_at: now,
-                    control,
-                });
-                let status = self.status("serving");
-                if self.announced {
-                    self.out.push(Action::Notify(status));
-                } else {
-                    // The first generation serves: the keeper is ready as a whole.
-                    self.announced = true;
-                    self.out.push(Action::Announce(status));
-                    self.log(
-                        Level::Info,
-                        format!(
-                            "keeper pid={}: serving through generation pid={pid}",
-                            self.me
-                        ),
-                    );
-                }
-            }
-            (Kind::First | Kind::Restart, Err(err)) => {
-                self.log(
-                    Level::Error,
-                    format!("keeper: starting a generation failed after {ms:.1} ms: {err}"),
-                );
-                self.failed(now);
+    fn tick(&mut self, now: Instant) {
+        if let Some(restart) = self.restart {
+            if self.starting.is_none() && self.stopping.is_none() && now >= restart.at {
+                self.restart = None;
+                self.start(now, restart.kind, restart.build);
             }
         }
-    }
-
-    /// A generation failed to start or died unasked: schedule a replacement, or give up.
-    fn failed(&mut self, now: Instant) {
-        self.failures += 1;
-        if self.failures > MAX_FAILURES {
-            self.log(
-                Level::Error,
-                format!(
-                    "keeper: {} generations failed in a row; giving up",
-                    self.failures
-                ),
-            );
-            let status = self.status("crash loop: giving up");
-            self.out.push(Action::Notify(status));
-            self.gave_up = true;
-            self.stop(Signal::SIGTERM);
-            return;
-        }
-        let delay = backoff(self.failures);
-        let when = if delay.is_zero() {
-            "now".to_owned()
-        } else {
-            format!("in {delay:?}")
-        };
-        self.log(
-            Level::Warn,
-            format!(
-                "keeper: starting a new generation {when} (failure {} of at most {MAX_FAILURES} in a row)",
-                self.failures
-            ),
-        );
-        self.restart_at = Some(now + delay);
-    }
-
-    fn stop(&mut self, signal: Signal) {
-        if self.stopping.is_none() {
-            self.log(
-                Level::Info,
-                format!("keeper: {signal}: stopping every generation"),
-            );
-            let status = self.status("stopping");
-            self.out
-                .push(Action::Notify(format!("STOPPING=1\n{status}")));
-        }
-        self.stopping = Some(signal);
-        self.restart_at = None;
-        if self.starting.is_some() {
-            self.out.push(Action::CancelStart(signal));
-        }
-        for pid in self.generations() {
-            self.out.push(Action::Kill(pid, signal));
-        }
-    }
-
-    fn ended(&mut self, now: Instant, pid: Pid, code: i32, how: String) {
-        if self.current.as_ref().is_some_and(|g| g.pid == pid) {
-            let Some(gen) = self.current.take() else {
-                return;
-            };
-            self.exit_code = code;
-            self.exit_how.clone_from(&how);
-            if self.stopping.is_some() {
-                self.log(
-                    Level::Info,
-                    format!("keeper: generation pid={pid} stopped ({how})"),
-                );
-                return;
-            }
-            let up = now.saturating_duration_since(gen.ready_at);
-            self.log(
-                Level::Error,
-                format!(
-                    "keeper: generation pid={pid} exited unasked ({how}) after {:.1} s of serving; \
-                     the keeper holds the sockets, clients queue",
-                    up.as_secs_f64()
-                ),
-            );
-            self.out.push(Action::Notify(notify::status(
-                gen.number,
-                pid.as_raw() as u32,
-                &format!(
-                    "died ({how}); starting a new generation (keeper pid {})",
-                    self.me
-                ),
-            )));
-            if up >= STABLE {
+        if let Some(current) = self.current {
+            if self.failures > 0 && now.saturating_duration_since(current.ready_at) >= STABLE {
                 self.failures = 0;
+                self.failing = None;
             }
-            self.failed(now);
-        } else if let Some(i) = self.old.iter().position(|&p| p == pid) {
-            self.old.remove(i);
-            self.log(
-                Level::Info,
-                format!("keeper: old generation pid={pid} exited ({how})"),
-            );
-        } else {
-            self.log(Level::Debug, format!("keeper: reaped pid={pid} ({how})"));
+            if current.probation_until.is_some_and(|until| now >= until) {
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "keeper: no verdict from generation pid={} {} s after its probation's \
+                         end; taking it as passed",
+                        current.pid,
+                        VERDICT_GRACE.as_secs()
+                    ),
+                );
+                self.passed(now);
+            }
         }
+        self.finish();
+    }
+
+    /// Once stopping and every generation has exited: [`Action::Exit`].
+    fn finish(&mut self) {
+        if self.stopping.is_none() || !self.generations().is_empty() || self.starting.is_some() {
+            return;
+        }
+        let (code, why) = if self.gave_up {
+            let why = format!(
+                "gave up after {} failed generations in a row",
+                self.failures
+            );
+            (1, why)
+        } else {
+            let why = format!("the last generation ended with {}", self.last_exit);
+            (self.last_exit.status_for_process(), why)
+        };
+        self.out.push(Action::Exit { code, why });
     }
 }
 

@@ -51,15 +51,9 @@ mod starter;
 
 use std::{fmt, io};
 
-use nix::sys::signal::Signal;
+pub(crate) use generation::{attach, forward_upgrade, role, take_control_fd, KeeperLink, Role};
 
-pub(crate) use generation::{
-    attach, forward_upgrade, role, take_control_fd, Mode, Replaced, Replacement, Role,
-};
-
-use self::{
-    driver::Driver, generation::legacy_replaced_signal, machine::Machine, starter::Starter,
-};
+use self::{driver::Driver, machine::Machine, starter::Starter};
 use super::{
     handoff::Plan,
     registry,
@@ -181,12 +175,8 @@ pub(crate) fn run(config: Config) -> io::Result<()> {
     }
     let wake = Wake::install(&caught)?;
     signals::release_usr2_unless(upgrade);
-    let legacy = legacy_replaced_signal(upgrade);
-    let legacy = (legacy == libc::SIGWINCH)
-        .then(|| Signal::try_from(legacy).ok())
-        .flatten();
     let starter = Starter::spawn(plan)?;
-    let machine = Machine::new(std::process::id(), upgrade, legacy);
+    let machine = Machine::new(std::process::id(), upgrade);
     let mut driver = Driver::new(machine, starter, pid_file, fd_store, reaps_orphans());
     let driver::Ended { code, why } = driver.run(&wake);
     if let Some(pid_file) = &driver.pid_file {

@@ -10,7 +10,7 @@ fn first_start_ok_announces_the_keeper() {
         k.on(Event::Begin),
         [
             info("keeper pid=100: starting the first generation"),
-            Action::Spawn(1)
+            Action::Spawn(1, None)
         ]
     );
     assert!(k.m.is_starting());
@@ -41,13 +41,13 @@ fn a_failing_first_start_is_retried_at_once_then_with_backoff() {
         ]
     );
     assert_eq!(k.m.deadline(), Some(k.now));
-    assert_eq!(k.tick(), [Action::Spawn(2)]);
+    assert_eq!(k.tick(), [Action::Spawn(2, None)]);
     assert_eq!(
         k.at(10).failed("boom")[1],
         warn("keeper: starting a new generation in 250ms (failure 2 of at most 5 in a row)")
     );
     assert_eq!(k.at(259).tick(), []);
-    assert_eq!(k.at(260).tick(), [Action::Spawn(3)]);
+    assert_eq!(k.at(260).tick(), [Action::Spawn(3, None)]);
     // Ready at last: the keeper announces as for a first start.
     let ready = k.at(300).ready(12);
     assert!(matches!(ready[1], Action::Announce(_)), "{ready:?}");
@@ -109,7 +109,7 @@ fn a_crash_loop_backs_off_then_gives_up_with_status_1() {
             ))
         );
         t += (at - k.now).as_millis() as u64;
-        assert_eq!(k.at(t).tick(), [Action::Spawn(u64::from(n) + 1)]);
+        assert_eq!(k.at(t).tick(), [Action::Spawn(u64::from(n) + 1, None)]);
     }
     let ms = Duration::from_millis;
     assert_eq!(delays, [ms(0), ms(250), ms(500), ms(1000), ms(2000)]);
@@ -183,7 +183,11 @@ fn a_generation_that_dies_after_stable_is_a_one_off_crash() {
         ))
     );
     assert_eq!(k.m.deadline(), Some(k.now));
-    assert_eq!(k.tick(), [Action::Spawn(3)]);
+    assert_eq!(
+        k.tick(),
+        [Action::Spawn(3, Some(11))],
+        "a restart runs the build that crashed"
+    );
 }
 
 #[test]

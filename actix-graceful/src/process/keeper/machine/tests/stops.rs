@@ -85,10 +85,13 @@ fn sighup_stops_as_sigterm() {
 
 #[test]
 fn sighup_upgrades_when_it_is_the_upgrade_signal() {
-    let mut k = Keeper::with(libc::SIGHUP, Some(Signal::SIGWINCH));
+    let mut k = Keeper::with(libc::SIGHUP);
     k.on(Event::Begin);
     k.ready(10);
-    assert_eq!(k.signal(Signal::SIGHUP).last(), Some(&Action::Spawn(2)));
+    assert_eq!(
+        k.signal(Signal::SIGHUP).last(),
+        Some(&Action::Spawn(2, None))
+    );
 }
 
 #[test]

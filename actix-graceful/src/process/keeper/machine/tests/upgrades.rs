@@ -13,7 +13,7 @@ fn upgrade_replaces_the_old_generation_once_the_new_one_is_ready() {
                 "STATUS=generation 1 (pid 10): upgrading: starting generation 2 (keeper pid 100)"
                     .to_owned()
             ),
-            Action::Spawn(2),
+            Action::Spawn(2, None),
         ]
     );
     assert_eq!(
@@ -25,8 +25,8 @@ fn upgrade_replaces_the_old_generation_once_the_new_one_is_ready() {
         k.at(1500).ready(11),
         [
             info("upgrade: successor pid=11 ready after 500.0 ms; draining generation pid=10"),
-            Action::Replaced(pid(10), 10),
-            Action::Kill(pid(10), Signal::SIGWINCH),
+            Action::Control(pid(10), Control::Replaced),
+            Action::Control(pid(10), Control::Release),
             notify(
                 "READY=1\nSTATUS=generation 2 (pid 11): serving; generation 1 draining (keeper pid 100)"
             ),
@@ -42,14 +42,14 @@ fn upgrade_replaces_the_old_generation_once_the_new_one_is_ready() {
 }
 
 #[test]
-fn without_a_legacy_signal_the_control_pipe_alone_says_replaced() {
-    let mut k = Keeper::with(libc::SIGWINCH, None);
+fn the_control_pipe_alone_says_replaced_whatever_the_upgrade_signal() {
+    let mut k = Keeper::with(libc::SIGWINCH);
     k.on(Event::Begin);
     k.ready(10);
     assert_eq!(spawns(&k.signal(Signal::SIGWINCH)), 1);
     let actions = k.ready(11);
     assert!(
-        actions.contains(&Action::Replaced(pid(10), 10)),
+        actions.contains(&Action::Control(pid(10), Control::Replaced)),
         "{actions:?}"
     );
     assert!(
@@ -75,7 +75,10 @@ fn a_failed_upgrade_leaves_the_running_generation_alone() {
     assert_eq!(k.m.deadline(), None, "not a failure: no replacement");
     assert_eq!(k.tick(), []);
     // The next upgrade is the third generation.
-    assert_eq!(k.signal(Signal::SIGUSR2).last(), Some(&Action::Spawn(3)));
+    assert_eq!(
+        k.signal(Signal::SIGUSR2).last(),
+        Some(&Action::Spawn(3, None))
+    );
 }
 
 #[test]
@@ -142,7 +145,11 @@ fn a_refused_upgrade_while_the_first_generation_starts() {
 fn an_upgrade_while_no_generation_runs_starts_one_now() {
     let mut k = Keeper::serving();
     k.at(20_000).exited(10, 1, "exit status 1"); // failure 1: a replacement now
-    assert_eq!(k.tick(), [Action::Spawn(2)]);
+    assert_eq!(
+        k.tick(),
+        [Action::Spawn(2, Some(10))],
+        "the build that crashed"
+    );
     k.at(20_001).failed("boom"); // failure 2: a replacement in 250 ms
     assert_eq!(k.m.deadline(), Some(k.now + Duration::from_millis(250)));
     assert_eq!(
@@ -152,7 +159,11 @@ fn an_upgrade_while_no_generation_runs_starts_one_now() {
         )]
     );
     assert_eq!(k.m.deadline(), Some(k.now));
-    assert_eq!(k.tick(), [Action::Spawn(3)]);
+    assert_eq!(
+        k.tick(),
+        [Action::Spawn(3, None)],
+        "an upgrade: the file at the path"
+    );
     // A restart after the first announcement: READY=1 is not sent again.
     assert_eq!(
         k.at(20_100).ready(12),

@@ -1,28 +1,25 @@
-//! The drain state, in one place: [`State`] (serving, stopping, draining), the
+//! What requests see of the drain, in one place: [`State`] (serving, stopping, draining), the
 //! [`draining`] notification and the [`LameDuck`] middleware's `Connection: close` all read one
-//! watch channel, which the server sets ([`stopping`], [`begin`], and [`end`] on a take-back).
-//! It must not decide when to drain (the server's controller does) nor touch the process core.
+//! watch channel, which the server sets ([`stopping`], [`begin`], and [`resume`] when a
+//! process takes its listeners back). The middleware also counts responses for a probation's
+//! error-rate rule (`lame_duck.rs`). It must not decide when to drain (the server's controller
+//! does; the drain procedure itself is `server/drain.rs`) nor touch the process core.
+
+mod lame_duck;
 
 use std::{
     future::{ready, Future, Ready},
     pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        OnceLock,
-    },
+    sync::OnceLock,
     task::{Context, Poll},
 };
 
-use actix_web::{
-    dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform},
-    http::{header, ConnectionType},
-    Error, FromRequest, HttpRequest, HttpResponse,
-};
-use futures::future::{BoxFuture, LocalBoxFuture};
+use actix_web::{dev::Payload, http::header, Error, FromRequest, HttpRequest, HttpResponse};
+use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-/// Whether any worker built an app wrapped in [`LameDuck`].
-static INSTALLED: AtomicBool = AtomicBool::new(false);
+pub use self::lame_duck::LameDuck;
+pub(crate) use self::lame_duck::{installed, ErrorCount};
 
 /// The one drain state of this process: every reader ([`state`], [`draining`], [`LameDuck`])
 /// looks here, every change goes through here, so they never disagree.
@@ -98,11 +95,11 @@ pub(crate) fn begin() {
     channel().send_replace(State::Draining);
 }
 
-/// Ends the drain (the successor died during it and this process serves on), in one call:
+/// This process takes its listeners back (its successor failed) and serves on, in one call:
 /// `Connection: close` off, [`state`] serving again, and [`draining`] futures made from now on
-/// wait for the next drain. (A process asked to stop never takes back: a drain that ends is
-/// always one after a handoff.)
-pub(crate) fn end() {
+/// wait for the next drain. (A process asked to stop never takes back: a drain that ends this
+/// way is always one after a handoff.)
+pub(crate) fn resume() {
     channel().send_replace(State::Serving);
 }
 
@@ -235,94 +232,6 @@ pub async fn readiness() -> HttpResponse {
         .body(format!("{state}\n"))
 }
 
-/// Whether any worker built an app wrapped in [`LameDuck`].
-pub(crate) fn installed() -> bool {
-    INSTALLED.load(Ordering::SeqCst)
-}
-
-/// Middleware that answers with `Connection: close` once the process is handing over to a
-/// successor or stopping, so keep-alive clients move over without a failed request.
-///
-/// Wrap every `App` served through [`run`](crate::run) with it: actix offers no other hook on
-/// responses. Without it a handoff still works, but a keep-alive client that sends a request
-/// just as the old process closes its idle connection sees that connection reset (actix-web
-/// #929, #3169); [`run`](crate::run) warns at start-up when it is missing.
-///
-/// Handler errors are responses by the time they reach it and get the header too; an `Err`
-/// returned by a middleware wrapped inside it is rendered later by actix without it, so call
-/// `.wrap(LameDuck)` after the app's other `.wrap`s (the last one is the outermost). This covers HTTP/1.x; HTTP/2
-/// connections get no GOAWAY from it (actix does not drain them).
-/// HTTP/1.1 has no server-initiated goodbye, so an idle connection is never closed by the drain:
-/// it moves over with its next request, or actix closes it when its keep-alive time runs out,
-/// exactly as it would without an upgrade (see
-/// [`Graceful::drain_timeout`](crate::Graceful::drain_timeout)).
-///
-/// # Examples
-///
-/// ```
-/// use actix_web::{web, App};
-///
-/// let app = App::new()
-///     .wrap(actix_graceful::LameDuck)
-///     .route("/", web::get().to(|| async { "hi" }));
-/// ```
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LameDuck;
-
-impl<S, B> Transform<S, ServiceRequest> for LameDuck
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    S::Future: 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = LameDuckService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        INSTALLED.store(true, Ordering::SeqCst);
-        ready(Ok(LameDuckService { service }))
-    }
-}
-
-/// The service [`LameDuck`] wraps around an app.
-#[doc(hidden)]
-#[derive(Debug)]
-pub struct LameDuckService<S> {
-    service: S,
-}
-
-impl<S, B> Service<ServiceRequest> for LameDuckService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    S::Future: 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-    forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            let mut res = fut.await?;
-            // A 101 hands the connection to another protocol (WebSocket): it is not reused for
-            // HTTP/1 requests, and the app ends it through `draining()` instead.
-            let upgrade = res.status() == actix_web::http::StatusCode::SWITCHING_PROTOCOLS;
-            if !upgrade && state() == State::Draining {
-                res.response_mut()
-                    .head_mut()
-                    .set_connection_type(ConnectionType::Close);
-            }
-            Ok(res)
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -350,7 +259,7 @@ mod tests {
             .expect("a future made after begin resolves at once");
 
         // A take-back ends the drain: futures made afterwards wait for the next one.
-        end();
+        resume();
         assert_eq!(state(), State::Serving);
         let after = actix_rt::spawn(draining());
         actix_rt::time::sleep(Duration::from_millis(50)).await;
@@ -367,6 +276,6 @@ mod tests {
             .await
             .expect("woken by the next drain")
             .expect("joined");
-        end();
+        resume();
     }
 }
