@@ -12,6 +12,7 @@ pub(crate) mod connections;
 pub(crate) mod handoff;
 pub(crate) mod inherit;
 pub(crate) mod keeper;
+pub(crate) mod probe;
 pub(crate) mod registry;
 pub(crate) mod signals;
 mod startup;

@@ -13,7 +13,10 @@
 use std::{
     io,
     os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd},
-    sync::Mutex,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex,
+    },
 };
 
 use crate::{
@@ -90,6 +93,7 @@ struct Entry {
 impl Entry {
     fn alive(&self) -> bool {
         self.pinned
+            || (HELD.load(Ordering::SeqCst) && matches!(self.what, What::Listener(_)))
             || self
                 .served
                 .is_some_and(|fd| fd::identity(fd) == Ok(self.id))
@@ -104,6 +108,32 @@ impl Entry {
 }
 
 static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+
+/// Every listener counts as alive, whatever its served number refers to: while the self-probe
+/// puts placeholders there (`process::probe`).
+static HELD: AtomicBool = AtomicBool::new(false);
+
+/// Keeps every listener (`true`) while the numbers actix serves them at hold placeholders, or
+/// lets the liveness check see them again (`false`).
+pub(crate) fn hold_listeners(held: bool) {
+    HELD.store(held, Ordering::SeqCst);
+}
+
+/// The listeners actix serves: the number actix holds, the registry's duplicate (the real
+/// listener), and whether it is a Unix socket.
+pub(crate) fn served_listeners() -> Vec<(RawFd, RawFd, bool)> {
+    entries()
+        .iter()
+        .filter_map(|e| match (&e.what, e.served) {
+            (What::Listener(info), Some(served)) => Some((
+                served,
+                e.dup.as_raw_fd(),
+                matches!(info.addr, ListenAddr::Unix(_)),
+            )),
+            _ => None,
+        })
+        .collect()
+}
 
 fn entries() -> std::sync::MutexGuard<'static, Vec<Entry>> {
     REGISTRY.lock().unwrap_or_else(|e| e.into_inner())

@@ -3,6 +3,7 @@
 //! keeper mode's keeper is started here too. The thin actix glue over the process core: the
 //! protocol work (handoff, counting connections, the keeper) stays in `process`.
 
+use actix_web::dev::ServerHandle;
 use std::{
     future::{poll_fn, Future},
     io,
@@ -18,6 +19,7 @@ mod gate;
 mod handle;
 mod phase;
 mod probation;
+mod probe;
 mod signals;
 mod successor;
 
@@ -26,7 +28,7 @@ pub use self::{
     handle::{UpgradeHandle, Upgraded},
     probation::ErrorRate,
 };
-use self::{controller::Controller, probation::Probation, signals::Signals};
+use self::{controller::Controller, probation::Probation, probe::SelfProbe, signals::Signals};
 use crate::{
     drain as drain_state, events,
     glue::{sealed::Token, HttpServerExt},
@@ -65,12 +67,16 @@ pub async fn run(server: impl crate::GracefulBind) -> io::Result<()> {
 
 /// [`Graceful::run`]: the crate's first use if nothing came before (records the start-up,
 /// catches SIGUSR2, takes the handed-over channels), then keeper mode's roles, the signals, the
-/// readiness check, actix's first poll, the serving announcement, and the controller.
+/// readiness check, actix's start (behind the self-probe), the serving announcement, and the
+/// controller.
 async fn serve(mut config: Graceful, server: impl HttpServerExt) -> io::Result<()> {
     let begun = Instant::now();
     process::init();
     if let Some(reason) = handoff::refusal() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
+    }
+    if let Some(callback) = config.on_event.take() {
+        events::set(callback.0);
     }
     let mut link = None;
     if config.keeper {
@@ -82,31 +88,51 @@ async fn serve(mut config: Graceful, server: impl HttpServerExt) -> io::Result<(
             }
         }
     }
-    if let Some(callback) = config.on_event.take() {
-        events::set(callback.0);
-    }
     let mut signals = Signals::install(config.upgrade_signal)?;
     let check = config.ready_when.take().map(|hook| hook.0);
     if let Err(reason) = gate::pass(check, config.upgrade_timeout, &mut signals).await {
         return Err(not_ready(reason));
     }
+    let Some((handle, task)) = start(&config, server).await? else {
+        return Ok(()); // actix stopped in its first poll
+    };
+    let probation = serving(&mut config, begun);
+    Controller::new(config, handle, signals, link, probation)
+        .run(task)
+        .await
+}
+
+/// Starts actix: its first poll starts the workers, builds their services and registers the
+/// listeners, and only after it does this process serve. With a self-probe, actix serves its
+/// private listener alone until the probe passed. `None`: actix ended in its first poll
+/// without an error.
+async fn start(
+    config: &Graceful,
+    server: impl HttpServerExt,
+) -> io::Result<Option<(ServerHandle, actix_rt::task::JoinHandle<io::Result<()>>)>> {
+    let (probe, server) = match &config.self_probe {
+        Some(path) => {
+            let (probe, server) = SelfProbe::prepare(path, server)?;
+            (Some(probe), server)
+        }
+        None => (None, server),
+    };
     let shutdown_secs = config
         .shutdown_timeout
         .map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
     let mut server = server.start_without_signals(Token, shutdown_secs);
     let handle = server.handle();
-
-    // actix starts its workers, builds their services and registers the listeners in the
-    // first poll: only after it does this process serve.
     let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut server).poll(cx))).await;
     if let Poll::Ready(result) = first {
-        return result;
+        return result.map(|()| None);
     }
     let task = actix_rt::spawn(server);
-    let probation = serving(&mut config, begun);
-    Controller::new(config, handle, signals, link, probation)
-        .run(task)
-        .await
+    if let Some(probe) = probe {
+        if let Err(reason) = probe.pass(&handle, config.upgrade_timeout).await {
+            return Err(not_ready(reason));
+        }
+    }
+    Ok(Some((handle, task)))
 }
 
 /// This process is not ready (its readiness check or self-probe failed): tells the process
