@@ -26,6 +26,7 @@ use super::{
     LOG_TARGET,
 };
 use crate::{
+    events,
     process::{
         announce,
         child::{self, describe, Group},
@@ -143,6 +144,9 @@ impl Driver {
     fn feed(&mut self, event: Event) {
         for action in self.machine.handle(Instant::now(), event) {
             self.perform(action);
+        }
+        for event in self.machine.take_events() {
+            events::emit(event);
         }
         let generations = self.machine.generations();
         self.links.retain(|pid, _| generations.contains(pid));

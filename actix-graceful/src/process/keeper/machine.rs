@@ -16,6 +16,7 @@ use log::Level;
 use nix::{sys::signal::Signal, unistd::Pid};
 
 use crate::{
+    events::Event as AppEvent,
     process::handoff::Heard,
     protocol::{control::Control, notify, report::Report},
     ExitStatus,
@@ -157,6 +158,8 @@ pub(super) struct Machine {
     announced: bool,
     /// What the event being handled asks for.
     out: Vec<Action>,
+    /// What the app's event callback is to hear ([`Machine::take_events`]).
+    events: Vec<AppEvent>,
 }
 
 impl Machine {
@@ -179,6 +182,7 @@ impl Machine {
             gave_up: false,
             announced: false,
             out: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -208,6 +212,11 @@ impl Machine {
             Event::Tick => self.tick(now),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// The app's events since the last call, in order.
+    pub(super) fn take_events(&mut self) -> Vec<AppEvent> {
+        std::mem::take(&mut self.events)
     }
 
     /// The generations to reap: the current one, the fallback, and those draining.

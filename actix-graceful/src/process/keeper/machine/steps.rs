@@ -12,6 +12,8 @@ use super::{
     STABLE, VERDICT_GRACE,
 };
 use crate::{
+    error::public_pid,
+    events::Event as AppEvent,
     protocol::{control::Control, notify},
     ExitStatus,
 };
@@ -52,6 +54,8 @@ impl Machine {
             let state = format!("upgrading: starting generation {}", self.started);
             let status = self.status(&state);
             self.out.push(Action::Reloading(status));
+            let generation = self.started;
+            self.events.push(AppEvent::UpgradeStarted { generation });
         }
         self.starting = Some(Starting {
             kind,
@@ -88,8 +92,19 @@ impl Machine {
             return;
         }
         match (starting.kind, result) {
-            (Kind::Upgrade, Ok(ready)) => self.upgraded(now, ms, ready),
+            (Kind::Upgrade, Ok(ready)) => {
+                self.events.push(AppEvent::SuccessorReady {
+                    pid: public_pid(ready.pid),
+                    after: now.saturating_duration_since(starting.since),
+                    probation: ready.probation,
+                });
+                self.upgraded(now, ms, ready);
+            }
             (Kind::Upgrade, Err(err)) => {
+                self.events.push(AppEvent::UpgradeFailed {
+                    reason: err.clone(),
+                    after: now.saturating_duration_since(starting.since),
+                });
                 let serving = self.current.map_or("no generation".to_owned(), |g| {
                     format!("generation pid={}", g.pid)
                 });
@@ -214,6 +229,10 @@ impl Machine {
         }
         let (pid, served) = (current.pid, now.saturating_duration_since(current.ready_at));
         let build = current.build;
+        self.events.push(AppEvent::ProbationPassed {
+            pid: public_pid(pid),
+            after: served,
+        });
         self.good_is(build);
         self.log(
             Level::Info,
@@ -236,6 +255,11 @@ impl Machine {
         if alive {
             self.old.push(failed.pid);
         }
+        self.events.push(AppEvent::RolledBack {
+            pid: public_pid(failed.pid),
+            reason: reason.to_owned(),
+            after: now.saturating_duration_since(failed.ready_at),
+        });
         let status_text = format!("rolled back to the previous build ({reason})");
         if let Some(fallback) = self.fallback.take() {
             self.log(

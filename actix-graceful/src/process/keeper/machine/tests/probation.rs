@@ -86,6 +86,15 @@ fn a_death_during_probation_takes_back() {
     );
     assert_eq!(actions[1], Action::Control(pid(10), Control::TakeBack));
     assert_eq!(k.m.generations(), [pid(10)]);
+    assert_eq!(
+        k.m.take_events().last(),
+        Some(&crate::events::Event::RolledBack {
+            pid: 11,
+            reason: "it died (killed by signal SIGKILL)".to_owned(),
+            after: Duration::from_millis(1000),
+        }),
+        "the app hears of it"
+    );
     assert_eq!(k.at(60_000).tick(), [], "no restart: the good one serves");
 }
 
