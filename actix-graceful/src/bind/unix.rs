@@ -33,19 +33,8 @@ pub(super) fn bind(binding: Binding) -> io::Result<Vec<Listener>> {
         }
         .into());
     }
-    let wanted: Vec<ListenAddr> = match &binding.target {
-        Target::Tcp(Err(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
-        Target::Tcp(Ok(addrs)) if addrs.is_empty() => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the address resolved to nothing",
-            ))
-        }
-        Target::Tcp(Ok(addrs)) => addrs.iter().copied().map(ListenAddr::Tcp).collect(),
-        Target::Unix(path) => vec![ListenAddr::Unix(path.clone())],
-    };
-    let mut bound = Vec::with_capacity(wanted.len());
-    for want in wanted {
+    let mut bound = Vec::new();
+    for want in wanted(&binding)? {
         let result = take_or(name, want, |want| match want {
             ListenAddr::Tcp(addr) => fresh_tcp(*addr, binding.backlog, binding.only_v6),
             ListenAddr::Unix(path) => fresh_unix(path, binding.backlog),
@@ -71,38 +60,51 @@ pub(super) fn bind(binding: Binding) -> io::Result<Vec<Listener>> {
             return Err(err);
         }
     };
-    Ok(bound
-        .into_iter()
-        .zip(dups)
-        .map(|(b, dup)| {
-            log::info!(
-                "listening on {} ({}, fd {}{})",
-                b.addr,
-                match b.origin {
-                    Origin::Inherited => "inherited",
-                    Origin::Reclaimed { .. } => "taken back from a dropped server",
-                    Origin::Fresh => "bound",
-                },
-                b.fd.as_raw_fd(),
-                b.name
-                    .as_deref()
-                    .map(|n| format!(", name {n:?}"))
-                    .unwrap_or_default()
-            );
-            let tcp = matches!(b.addr, ListenAddr::Tcp(_));
-            let inherited = match b.origin {
-                Origin::Inherited => true,
-                Origin::Reclaimed { inherited } => inherited,
-                Origin::Fresh => false,
-            };
-            registry::register(b.name, b.addr, inherited, b.fd.as_raw_fd(), dup);
-            if tcp {
-                Listener::Tcp(TcpListener::from(b.fd))
-            } else {
-                Listener::Unix(UnixListener::from(b.fd))
-            }
-        })
-        .collect())
+    Ok(bound.into_iter().zip(dups).map(register).collect())
+}
+
+/// The addresses `binding` asks for.
+fn wanted(binding: &Binding) -> io::Result<Vec<ListenAddr>> {
+    match &binding.target {
+        Target::Tcp(Err(err)) => Err(io::Error::new(err.kind(), err.to_string())),
+        Target::Tcp(Ok(addrs)) if addrs.is_empty() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )),
+        Target::Tcp(Ok(addrs)) => Ok(addrs.iter().copied().map(ListenAddr::Tcp).collect()),
+        Target::Unix(path) => Ok(vec![ListenAddr::Unix(path.clone())]),
+    }
+}
+
+/// Registers the bound listener `b` (with `dup`, the registry's copy) and makes it a
+/// [`Listener`] for actix.
+fn register((b, dup): (Bound, OwnedFd)) -> Listener {
+    log::info!(
+        "listening on {} ({}, fd {}{})",
+        b.addr,
+        match b.origin {
+            Origin::Inherited => "inherited",
+            Origin::Reclaimed { .. } => "taken back from a dropped server",
+            Origin::Fresh => "bound",
+        },
+        b.fd.as_raw_fd(),
+        b.name
+            .as_deref()
+            .map(|n| format!(", name {n:?}"))
+            .unwrap_or_default()
+    );
+    let tcp = matches!(b.addr, ListenAddr::Tcp(_));
+    let inherited = match b.origin {
+        Origin::Inherited => true,
+        Origin::Reclaimed { inherited } => inherited,
+        Origin::Fresh => false,
+    };
+    registry::register(b.name, b.addr, inherited, b.fd.as_raw_fd(), dup);
+    if tcp {
+        Listener::Tcp(TcpListener::from(b.fd))
+    } else {
+        Listener::Unix(UnixListener::from(b.fd))
+    }
 }
 
 /// Where a listener came from.

@@ -79,47 +79,45 @@ pub(crate) fn probe(fd: RawFd) -> Result<Probe, BindError> {
     }
 
     let addr: SockaddrStorage = getsockname(fd).map_err(|e| BindError::os("getsockname", fd, e))?;
-    let addr = match addr.family() {
-        Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
-            let sa = addr
-                .as_sockaddr_in()
-                .map(|a| std::net::SocketAddr::V4((*a).into()))
-                .or_else(|| {
-                    addr.as_sockaddr_in6()
-                        .map(|a| std::net::SocketAddr::V6((*a).into()))
-                });
-            match sa {
-                Some(sa) => ListenAddr::Tcp(sa),
-                None => return Err(BindError::os("getsockname", fd, Errno::EAFNOSUPPORT)),
-            }
-        }
+    let addr = listen_addr(fd, &addr)?;
+    Ok(Probe { addr })
+}
+
+/// The listening address of the socket at `fd`, whose `getsockname` is `addr`: TCP (v4, v6)
+/// or Unix (a path, or `@name` for an abstract one).
+fn listen_addr(fd: RawFd, addr: &SockaddrStorage) -> Result<ListenAddr, BindError> {
+    match addr.family() {
+        Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => addr
+            .as_sockaddr_in()
+            .map(|a| std::net::SocketAddr::V4((*a).into()))
+            .or_else(|| {
+                addr.as_sockaddr_in6()
+                    .map(|a| std::net::SocketAddr::V6((*a).into()))
+            })
+            .map(ListenAddr::Tcp)
+            .ok_or_else(|| BindError::os("getsockname", fd, Errno::EAFNOSUPPORT)),
         Some(AddressFamily::Unix) => {
-            let path = addr
-                .as_unix_addr()
+            let unix = addr.as_unix_addr();
+            let path = unix
                 .and_then(|u| u.path())
                 .map(PathBuf::from)
                 .or_else(|| {
-                    addr.as_unix_addr()
-                        .and_then(|u| u.as_abstract())
-                        .map(|name| {
-                            let mut p = std::ffi::OsString::from("@");
-                            p.push(std::ffi::OsStr::from_bytes(name));
-                            PathBuf::from(p)
-                        })
+                    unix.and_then(|u| u.as_abstract()).map(|name| {
+                        let mut p = std::ffi::OsString::from("@");
+                        p.push(std::ffi::OsStr::from_bytes(name));
+                        PathBuf::from(p)
+                    })
                 })
                 .unwrap_or_default();
-            ListenAddr::Unix(path)
+            Ok(ListenAddr::Unix(path))
         }
-        _ => {
-            return Err(BindError::WrongFamily {
-                fd,
-                name: String::new(),
-                expected: "TCP or Unix",
-                found: "another family's",
-            })
-        }
-    };
-    Ok(Probe { addr })
+        _ => Err(BindError::WrongFamily {
+            fd,
+            name: String::new(),
+            expected: "TCP or Unix",
+            found: "another family's",
+        }),
+    }
 }
 
 /// Checks that `fd` is a UDP socket (datagram, IPv4 or IPv6) and returns its local address.

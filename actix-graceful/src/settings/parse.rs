@@ -21,6 +21,53 @@ fn value_error(why: impl Into<String>) -> ValueError {
 pub(crate) const DURATION_HELP: &str =
     r#"(e.g. "500ms", "30s", "1m30s"; units ns, us, ms, s, m, h)"#;
 
+/// One `<number><unit>` part of a duration, in nanoseconds.
+fn nanos(number: &str, unit: &str) -> Result<u128, ValueError> {
+    if number.is_empty() {
+        return Err(value_error(format!(
+            "expected a number before {unit:?} {DURATION_HELP}"
+        )));
+    }
+    let nanos_per: u128 = match unit {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "" => {
+            return Err(value_error(format!(
+                "{number:?} has no unit {DURATION_HELP}"
+            )))
+        }
+        other => {
+            return Err(value_error(format!(
+                "unknown unit {other:?} {DURATION_HELP}"
+            )))
+        }
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
+        return Err(value_error(format!(
+            "{number:?} is not a number {DURATION_HELP}"
+        )));
+    }
+    let too_large = || value_error("duration too large");
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| too_large())?
+    };
+    let mut part = whole.checked_mul(nanos_per).ok_or_else(too_large)?;
+    // The fraction, exact to the nanosecond (digits beyond are dropped).
+    let mut scale = nanos_per;
+    for digit in fraction.bytes() {
+        scale /= 10;
+        part += u128::from(digit - b'0') * scale;
+    }
+    Ok(part)
+}
+
 /// Parses a duration: one or more `<number><unit>` parts, optionally separated by spaces,
 /// summed; the number may have a decimal fraction (`"1.5s"`); `"0"` alone is zero.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, ValueError> {
@@ -43,47 +90,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, ValueError> {
             .find(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace())
             .unwrap_or(after.len());
         let (unit, after) = after.split_at(units);
-        if number.is_empty() {
-            return Err(value_error(format!(
-                "expected a number before {unit:?} {DURATION_HELP}"
-            )));
-        }
-        let nanos_per: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "" => {
-                return Err(value_error(format!(
-                    "{number:?} has no unit {DURATION_HELP}"
-                )))
-            }
-            other => {
-                return Err(value_error(format!(
-                    "unknown unit {other:?} {DURATION_HELP}"
-                )))
-            }
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-            return Err(value_error(format!(
-                "{number:?} is not a number {DURATION_HELP}"
-            )));
-        }
-        let whole: u128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().map_err(|_| too_large())?
-        };
-        let mut part = whole.checked_mul(nanos_per).ok_or_else(too_large)?;
-        // The fraction, exact to the nanosecond (digits beyond are dropped).
-        let mut scale = nanos_per;
-        for digit in fraction.bytes() {
-            scale /= 10;
-            part += u128::from(digit - b'0') * scale;
-        }
+        let part = nanos(number, unit)?;
         total = total.checked_add(part).ok_or_else(too_large)?;
         rest = after.trim_start();
     }

@@ -98,28 +98,23 @@ pub(crate) fn wait_ready(
         if elapsed >= timeout {
             let status = child::kill_and_reap(pid);
             log::debug!("successor pid={pid} killed: {status}");
-            return Err(UpgradeError::Timeout {
-                pid: public_pid(pid),
-                timeout,
-            });
+            let pid = public_pid(pid);
+            return Err(UpgradeError::Timeout { pid, timeout });
         }
         let slice = (timeout - elapsed).min(Duration::from_millis(20));
         match channel.wait(slice) {
-            Some(Heard::Report(Report::Ready { probation, .. })) => {
-                return Ok(Started {
-                    pid,
-                    channel,
-                    probation: Some(probation),
-                })
-            }
-            Some(Heard::Report(Report::Failed { reason, .. })) => {
-                return Err(not_ready(pid, reason, timeout - elapsed))
-            }
-            Some(Heard::Report(report)) => return Err(protocol(pid, format!("{report:?}"))),
-            Some(Heard::Bad(bad)) => return Err(protocol(pid, bad.to_string())),
             Some(Heard::Closed) => {
                 closed_at.get_or_insert_with(Instant::now);
                 std::thread::sleep(slice.min(Duration::from_millis(5)));
+            }
+            Some(heard) => {
+                let probation = first_report(pid, heard, timeout - elapsed)?;
+                let probation = Some(probation);
+                return Ok(Started {
+                    pid,
+                    channel,
+                    probation,
+                });
             }
             None => {}
         }
@@ -134,6 +129,18 @@ pub(crate) fn wait_ready(
                 pid: public_pid(pid),
             });
         }
+    }
+}
+
+/// What the successor's first report means: ready with its probation, or why not (it has
+/// been reaped then; `left`: the time the upgrade has left).
+fn first_report(pid: Pid, heard: Heard, left: Duration) -> Result<Duration, UpgradeError> {
+    match heard {
+        Heard::Report(Report::Ready { probation, .. }) => Ok(probation),
+        Heard::Report(Report::Failed { reason, .. }) => Err(not_ready(pid, reason, left)),
+        Heard::Report(report) => Err(protocol(pid, format!("{report:?}"))),
+        Heard::Bad(bad) => Err(protocol(pid, bad.to_string())),
+        Heard::Closed => Err(protocol(pid, "nothing".to_owned())),
     }
 }
 
