@@ -19,11 +19,22 @@
 //!   then stops accepting and drains: every response gets `Connection: close` ([`LameDuck`]),
 //!   no connection is closed earlier than actix's keep-alive would close it, and the process
 //!   exits as soon as it holds no client connection ([`Graceful::drain_timeout`] caps the
-//!   wait). A successor that fails to start, exits or is not ready in time is killed and
-//!   reaped; the old process serves on as if nothing happened.
+//!   wait) and its successor passed its probation. A successor that fails to start, exits, is
+//!   not ready in time, or fails the app's readiness check ([`Graceful::ready_when`]) or its
+//!   self-probe ([`Graceful::self_probe`]) is killed and reaped; the old process serves on as
+//!   if nothing happened.
+//! - **A deploy never takes the service down.** A new build is on probation
+//!   ([`Graceful::probation`], 10 s by default): the old process stands by with its copy of the
+//!   listeners, and if the new one dies, answers too many 5xx ([`ErrorRate`]) or fails the
+//!   app's [`Graceful::probation_check`], the old one takes the listeners back within
+//!   milliseconds and says so (log, pid file, `MAINPID=`, `STATUS=rolled back: ...`,
+//!   [`Upgraded::probation`], [`Event`]). A bad deploy costs at most the requests the bad build
+//!   itself answered.
 //! - [`Graceful::keeper`] turns on keeper mode for foreground supervisors and containers: the
 //!   first process stays as a thin keeper holding the sockets and runs each generation as its
-//!   child, so the supervised pid never changes across upgrades and crashes.
+//!   child, so the supervised pid never changes across upgrades and crashes. It holds the last
+//!   good build open, so a broken deploy, or a build that crash-loops, is rolled back to it
+//!   even after its file on disk was replaced.
 //!
 //! # Example
 //!
@@ -95,8 +106,10 @@
 //! upgrade, so upgrading is also how a renewed certificate goes live.
 //!
 //! # Platform support
-//! Unix (Linux first: `close_range`, abstract `NOTIFY_SOCKET` names). Elsewhere
-//! `graceful_bind` is a plain `bind` and [`run`] just runs the server.
+//! Unix, Linux first: `close_range`, `execveat` (keeper mode's rollback to a held build),
+//! `/proc` (counting client connections, the self-probe's hidden listeners), abstract
+//! `NOTIFY_SOCKET` names. [`run`], [`Graceful`] and everything about upgrades exist on Unix
+//! only; elsewhere `graceful_bind` binds fresh TCP listeners as actix's `bind` does.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

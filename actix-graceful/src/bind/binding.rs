@@ -222,7 +222,7 @@ impl Binding {
         {
             crate::process::init();
             // Returned, not logged as well: the caller reports it once.
-            super::unix::bind(self)
+            super::socket::bind(self)
         }
         #[cfg(not(unix))]
         {

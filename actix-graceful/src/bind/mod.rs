@@ -7,12 +7,12 @@ use std::io;
 use crate::glue::{sealed::Token, HttpServerExt};
 
 mod binding;
+#[cfg(unix)]
+mod socket;
 #[cfg(all(test, unix))]
 mod tests;
 #[cfg(any(feature = "rustls-0_23", feature = "openssl", feature = "http2"))]
 mod tls;
-#[cfg(unix)]
-mod unix;
 
 pub use binding::{Binding, Listener};
 
@@ -32,9 +32,10 @@ pub(crate) const DEFAULT_BACKLOG: u32 = 1024;
 /// as the same wildcard; an exact address wins, and port 0 matches any port of that IP, so
 /// bind explicit ports before port-0 ones, or name the sockets).
 ///
-/// The first call also holds SIGUSR2 (blocks it) until [`run`](crate::run) handles it, so an
-/// early upgrade signal cannot kill the process. An app that binds this way but runs the server
-/// itself keeps SIGUSR2 blocked.
+/// The first call (as any first use of the crate) installs a process-wide handler that records
+/// SIGUSR2, so an upgrade signal that comes before [`run`](crate::run) cannot kill the process:
+/// `run` acts on it once it serves. An app that binds this way but runs the server itself
+/// gets SIGUSR2's earlier disposition back only through `run`.
 ///
 /// Implemented for every `actix_web::HttpServer` (and only for it).
 ///

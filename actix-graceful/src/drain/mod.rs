@@ -104,7 +104,6 @@ pub(crate) fn resume() {
 }
 
 /// What this process is doing: [`State::Serving`] until it is asked to stop or hands over.
-/// `state() == State::Draining` is what `is_draining()` was.
 ///
 /// # Examples
 ///

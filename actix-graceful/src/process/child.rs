@@ -43,6 +43,13 @@ pub(crate) fn try_reap(pid: Pid, group: Group) -> Option<ExitStatus> {
     }
 }
 
+/// Sends `signal` to the child `pid` (gone already: nothing to do).
+pub(crate) fn signal(pid: Pid, signal: Signal) {
+    if let Err(err) = kill(pid, signal) {
+        log::debug!("cannot send {signal} to pid={pid}: {err}");
+    }
+}
+
 /// Waits until the child `pid` ends (blocking), then does as [`try_reap`].
 pub(crate) fn wait(pid: Pid, group: Group) -> ExitStatus {
     loop {

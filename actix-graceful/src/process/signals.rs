@@ -67,8 +67,8 @@ pub(crate) fn wake() {
     }
 }
 
-/// Takes a recorded `signal`: whether it arrived since the last take.
-pub(crate) fn take(signal: i32) -> bool {
+/// Whether `signal` arrived since the last call for it (the record is cleared).
+pub(crate) fn arrived(signal: i32) -> bool {
     (1..64).contains(&signal)
         && PENDING.fetch_and(!(1 << signal), Ordering::SeqCst) & (1 << signal) != 0
 }
@@ -130,7 +130,7 @@ pub(crate) fn release_usr2_unless(upgrade: i32) {
     if let Err(err) = unsafe { sigaction(Signal::SIGUSR2, &before) } {
         log::warn!("cannot give SIGUSR2 its default back: {err}");
     }
-    if take(libc::SIGUSR2) {
+    if arrived(libc::SIGUSR2) {
         log::warn!("SIGUSR2 arrived before the server ran; ignored: another signal upgrades");
     }
 }
@@ -250,7 +250,7 @@ impl Wake {
     }
 
     /// The caught signals received since the last call, in signal-number order.
-    pub(crate) fn take(&self) -> Vec<Signal> {
+    pub(crate) fn arrived(&self) -> Vec<Signal> {
         let caught = CAUGHT.load(Ordering::SeqCst);
         let bits = PENDING.fetch_and(!caught, Ordering::SeqCst) & caught;
         (1..64)
@@ -285,10 +285,10 @@ mod tests {
         .join()
         .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !take(libc::SIGUSR1) {
+        while !arrived(libc::SIGUSR1) {
             assert!(std::time::Instant::now() < deadline, "SIGUSR1 not recorded");
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert!(!take(libc::SIGUSR1), "taken once");
+        assert!(!arrived(libc::SIGUSR1), "taken once");
     }
 }

@@ -38,8 +38,8 @@ pub(crate) fn init() {
         startup();
         crate::process::signals::catch_early();
         let listen_fds = crate::process::inherit::count();
-        crate::process::handoff::take_channels(listen_fds);
-        crate::process::keeper::take_control_fd(listen_fds);
+        crate::process::handoff::claim_channels(listen_fds);
+        crate::process::keeper::claim_control_fd(listen_fds);
     });
 }
 

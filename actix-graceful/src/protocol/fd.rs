@@ -1,7 +1,7 @@
 //! Checks on raw file descriptors: is it open, is it a listening stream socket (or a UDP socket),
 //! of which family and address, which file is it. Only queries: nothing here takes ownership
 //! of, changes or closes a descriptor, except [`prepare`], which is called once the descriptor
-//! is ours, and [`take_announced_pipe`], which makes a pipe a parent handed over ours.
+//! is ours, and [`claim_announced_pipe`], which makes a pipe a parent handed over ours.
 
 use std::{
     ffi::OsStr,
@@ -217,7 +217,7 @@ pub(crate) fn set_cloexec(fd: RawFd, on: bool) -> Result<(), Errno> {
 /// lies below, for the warning) and an open FIFO; it becomes close-on-exec and ours. `None`,
 /// with a warning, when it is anything else. The readiness pipe and the keeper's control pipe
 /// both come this way.
-pub(crate) fn take_announced_pipe(
+pub(crate) fn claim_announced_pipe(
     var: &str,
     value: &OsStr,
     first_free: RawFd,

@@ -15,6 +15,7 @@ use crate::{
     events::{self, Event},
     process::{self, handoff::Plan, handoff::Readiness, signals as process_signals},
     protocol::notify::PidFile,
+    settings::Settings,
 };
 
 /// Default time a successor has to report ready.
@@ -547,6 +548,73 @@ impl Graceful {
     /// not logged: log or print it once, in the caller.
     pub async fn run(self, server: impl crate::GracefulBind) -> io::Result<()> {
         super::serve(self, server).await
+    }
+
+    /// Applies every field of `settings` that is set over this configuration, through the
+    /// builder methods listed on [`Settings`]; unset fields keep the values built so far.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let settings = actix_graceful::Settings::default();
+    /// let graceful = actix_graceful::Graceful::new().with_settings(&settings);
+    /// ```
+    pub fn with_settings(mut self, settings: &Settings) -> Self {
+        if let Some(t) = settings.upgrade_timeout {
+            self = self.upgrade_timeout(t);
+        }
+        if let Some(t) = settings.drain_timeout {
+            self = self.drain_timeout(t);
+        }
+        if let Some(t) = settings.shutdown_timeout {
+            self = self.shutdown_timeout(t);
+        }
+        if let Some(t) = settings.pre_stop_delay {
+            self = self.pre_stop_delay(t);
+        }
+        if let Some(t) = settings.probation {
+            self = self.probation(t);
+        }
+        if let Some(path) = &settings.pid_file {
+            self = self.pid_file(path.clone());
+        }
+        if let Some(on) = settings.keeper_mode {
+            self = self.keeper(on);
+        }
+        self
+    }
+
+    /// Applies the `ACTIX_GRACEFUL_*` environment variables listed on [`Settings`] over this
+    /// configuration: the values built so far (in code, or from the app's configuration with
+    /// [`with_settings`](Self::with_settings)) are the defaults, and a variable wins where it is
+    /// set. Call it last, before [`run`](Self::run). Successors inherit the environment, and an
+    /// [environment file](Self::successor_env_file) can change a variable for the next one.
+    ///
+    /// # Errors
+    /// A bad value: an [`io::Error`] of kind [`InvalidInput`](io::ErrorKind::InvalidInput) naming
+    /// the variable and the value, as from [`Settings::from_env`] (returned, not logged).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use actix_graceful::{Graceful, GracefulBind as _};
+    /// use actix_web::{App, HttpServer};
+    ///
+    /// #[actix_web::main]
+    /// async fn main() -> std::io::Result<()> {
+    ///     let server = HttpServer::new(|| App::new().wrap(actix_graceful::LameDuck))
+    ///         .graceful_bind("127.0.0.1:8080")?;
+    ///     // 10 s unless ACTIX_GRACEFUL_UPGRADE_TIMEOUT says otherwise:
+    ///     Graceful::new()
+    ///         .upgrade_timeout(Duration::from_secs(10))
+    ///         .with_env()?
+    ///         .run(server)
+    ///         .await
+    /// }
+    /// ```
+    pub fn with_env(self) -> io::Result<Self> {
+        Ok(self.with_settings(&Settings::from_env()?))
     }
 
     /// How to start a successor (or a generation).

@@ -38,7 +38,7 @@ use crate::{
     },
     protocol::{
         control::Control,
-        notify::{self, sd_notify},
+        notify::{self, sd_notify, PidFile},
         report::Report,
     },
     UpgradeError,
@@ -80,6 +80,8 @@ enum Step {
 /// The state machine of a running server.
 pub(super) struct Controller {
     config: Graceful,
+    /// This process's pid file (none under a keeper: the keeper's).
+    pid_file: Option<PidFile>,
     handle: ServerHandle,
     signals: Signals,
     plan: Plan,
@@ -99,6 +101,7 @@ pub(super) struct Controller {
 impl Controller {
     pub(super) fn new(
         mut config: Graceful,
+        pid_file: Option<PidFile>,
         handle: ServerHandle,
         signals: Signals,
         keeper: Option<KeeperLink>,
@@ -109,6 +112,7 @@ impl Controller {
         let commands = std::mem::replace(&mut config.commands, idle);
         Controller {
             config,
+            pid_file,
             handle,
             signals,
             plan,
@@ -198,7 +202,7 @@ impl Controller {
         self.phase = std::mem::replace(&mut self.phase, Phase::Serving).force_stop();
         self.abandon_upgrade(Signal::SIGTERM).await;
         self.give_up_probation(Report::Stopping { pid: Pid::this() });
-        if let Some(pid_file) = &self.config.pid_file {
+        if let Some(pid_file) = &self.pid_file {
             pid_file.remove_if_ours();
         }
         log::info!("drained, exiting (pid={})", std::process::id());
@@ -287,7 +291,7 @@ impl Controller {
                     "upgrade: stopping successor pid={} as SIGTERM asked",
                     started.pid
                 );
-                let _ = nix::sys::signal::kill(started.pid, Signal::SIGTERM);
+                crate::process::child::signal(started.pid, Signal::SIGTERM);
                 drop(super::successor::reap_when_it_ends(started.pid));
                 if let Some(waiter) = upgrade.waiter {
                     let _ = waiter.send(Err(UpgradeError::Draining));
@@ -612,7 +616,7 @@ impl Controller {
     }
 
     fn write_pid_file(&self) {
-        if let Some(pid_file) = &self.config.pid_file {
+        if let Some(pid_file) = &self.pid_file {
             if let Err(e) = pid_file.write() {
                 log::error!("cannot rewrite pid file {}: {e}", pid_file.path().display());
             }

@@ -37,7 +37,10 @@ use crate::{
         keeper::{self, Role},
         registry,
     },
-    protocol::{notify, report::Report},
+    protocol::{
+        notify::{self, PidFile},
+        report::Report,
+    },
 };
 
 /// Runs `server` with the default [`Graceful`] configuration.
@@ -78,16 +81,13 @@ async fn serve(mut config: Graceful, server: impl HttpServerExt) -> io::Result<(
     if let Some(callback) = config.on_event.take() {
         events::set(callback.0);
     }
-    let mut link = None;
-    if config.keeper {
-        match keeper::role()? {
-            Role::Keeper => return keep(config, server).await,
-            Role::Generation(keeper) => {
-                link = Some(keeper::attach(keeper)?);
-                config.pid_file = None; // the keeper's
-            }
-        }
-    }
+    let link = match config.keeper.then(keeper::role).transpose()? {
+        Some(Role::Keeper) => return keep(config, server).await,
+        Some(Role::Generation(keeper)) => Some(keeper::attach(keeper)?),
+        None => None,
+    };
+    // Under a keeper, the pid file is the keeper's.
+    let pid_file = config.pid_file.clone().filter(|_| link.is_none());
     let mut signals = Signals::install(config.upgrade_signal)?;
     let check = config.ready_when.take().map(|hook| hook.0);
     if let Err(reason) = gate::pass(check, config.upgrade_timeout, &mut signals).await {
@@ -96,8 +96,8 @@ async fn serve(mut config: Graceful, server: impl HttpServerExt) -> io::Result<(
     let Some((handle, task)) = start(&config, server).await? else {
         return Ok(()); // actix stopped in its first poll
     };
-    let probation = serving(&mut config, begun);
-    Controller::new(config, handle, signals, link, probation)
+    let probation = serving(&mut config, pid_file.as_ref(), begun);
+    Controller::new(config, pid_file, handle, signals, link, probation)
         .run(task)
         .await
 }
@@ -169,7 +169,7 @@ async fn keep(config: Graceful, server: impl HttpServerExt) -> io::Result<()> {
 
 /// Announces that this process serves (pid file, fd store, ready report or `READY=1`) and
 /// starts its probation when a fallback waits for its verdict.
-fn serving(config: &mut Graceful, begun: Instant) -> Option<Probation> {
+fn serving(config: &mut Graceful, pid_file: Option<&PidFile>, begun: Instant) -> Option<Probation> {
     inherit::settle();
     if !drain_state::installed() {
         log::warn!(
@@ -183,12 +183,7 @@ fn serving(config: &mut Graceful, begun: Instant) -> Option<Probation> {
     } else {
         Duration::ZERO
     };
-    announce::serving(
-        config.pid_file.as_ref(),
-        config.fd_store,
-        &status("serving"),
-        probation,
-    );
+    announce::serving(pid_file, config.fd_store, &status("serving"), probation);
     let generation = process::startup().generation;
     log::info!("serving, pid={}", std::process::id());
     events::emit(events::Event::Serving {

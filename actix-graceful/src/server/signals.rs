@@ -12,7 +12,7 @@ use std::{
 
 use tokio::io::{unix::AsyncFd, Interest};
 
-use crate::process::signals::{release_usr2_unless, take, Wake};
+use crate::process::signals::{arrived, release_usr2_unless, Wake};
 
 /// What a signal asks of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +56,7 @@ impl Signals {
             pipe,
             events: VecDeque::new(),
         };
-        let early = take(upgrade);
+        let early = arrived(upgrade);
         release_usr2_unless(upgrade);
         if early {
             log::info!("upgrade signal {upgrade} arrived before the server ran: upgrading now");
@@ -98,10 +98,10 @@ impl Signals {
     /// Takes the recorded signals into events, in a fixed order.
     fn collect(&mut self) {
         self.events.extend(events(
-            take(self.upgrade_signal),
-            take(libc::SIGTERM),
-            take(libc::SIGINT),
-            take(libc::SIGQUIT),
+            arrived(self.upgrade_signal),
+            arrived(libc::SIGTERM),
+            arrived(libc::SIGINT),
+            arrived(libc::SIGQUIT),
         ));
     }
 }

@@ -18,8 +18,8 @@ use std::{ffi::OsString, os::fd::RawFd, path::PathBuf, time::Duration};
 
 pub(crate) use channel::{Channel, Heard};
 pub(crate) use report::{
-    fallback_for_successor, has_predecessor, on_probation, probation_handed_over, ready, refusal,
-    take_channels, verdict,
+    claim_channels, fallback_for_successor, has_predecessor, on_probation, probation_handed_over,
+    ready, refusal, verdict,
 };
 pub(crate) use wait::{Cancel, Readiness, Started};
 

@@ -52,7 +52,7 @@ fn channels() -> MutexGuard<'static, Channels> {
 /// explicitly ours (so the variables are for us), each a pipe after the fds before it. Marks
 /// them close-on-exec so the app's own children do not inherit them. A parent that speaks
 /// another protocol version is recorded ([`refusal`]).
-pub(crate) fn take_channels(listen_fds: usize) {
+pub(crate) fn claim_channels(listen_fds: usize) {
     let snapshot = env::snapshot();
     if !snapshot.is_for_us() {
         return;
@@ -62,10 +62,10 @@ pub(crate) fn take_channels(listen_fds: usize) {
     };
     let first_free = listen_fds::first_after(listen_fds);
     let mut channels = channels();
-    channels.parent = fd::take_announced_pipe(READY_FD, value, first_free, "the listeners");
+    channels.parent = fd::claim_announced_pipe(READY_FD, value, first_free, "the listeners");
     if let Some(value) = &snapshot.fallback_fd {
         let after = "the readiness pipe";
-        channels.fallback = fd::take_announced_pipe(FALLBACK_FD, value, first_free + 1, after);
+        channels.fallback = fd::claim_announced_pipe(FALLBACK_FD, value, first_free + 1, after);
     }
     let version = snapshot.protocol.as_ref().and_then(|v| v.to_str());
     if channels.parent.is_some() && version != Some(&PROTOCOL_VERSION.to_string()) {

@@ -128,7 +128,7 @@ pub(crate) fn count() -> usize {
     }
 }
 
-/// Takes the inherited listening socket that serves `wanted`, if any.
+/// Claims the inherited listening socket that serves `wanted`, if any.
 ///
 /// A named request takes a descriptor of that name (preferring a listening socket whose address
 /// matches) and checks it now: one that is not a listening stream socket of the asked family
@@ -139,7 +139,7 @@ pub(crate) fn count() -> usize {
 /// The error found when the inherited set was read (every call gets it); for the descriptor of
 /// the asked name, [`BindError::NotASocket`], [`BindError::NotAStreamSocket`], [`BindError::NotListening`]
 /// or [`BindError::WrongFamily`].
-pub(crate) fn take(wanted: &Wanted<'_>) -> Result<Option<Taken>, BindError> {
+pub(crate) fn claim_listener(wanted: &Wanted<'_>) -> Result<Option<Taken>, BindError> {
     let set = set().as_ref().map_err(Clone::clone)?;
     let mut slots = slots(set);
     let serves = |s: &Slot| s.listener.as_ref().is_ok_and(|a| a.serves(wanted.addr));
@@ -188,7 +188,7 @@ pub(crate) fn take(wanted: &Wanted<'_>) -> Result<Option<Taken>, BindError> {
     }))
 }
 
-/// Gives back a descriptor [`take`] returned (a bind call failed after it took it): it is
+/// Gives back a descriptor [`claim_listener`] returned (a bind call failed after it took it): it is
 /// unclaimed again, open, for a later call.
 pub(crate) fn put_back(taken: Taken) {
     let Some(Ok(set)) = INHERITED.get() else {

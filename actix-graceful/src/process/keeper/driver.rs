@@ -107,7 +107,7 @@ impl Driver {
                 .deadline()
                 .map_or(TICK, |at| at.saturating_duration_since(now).min(TICK));
             self.wait(wake, timeout);
-            for signal in wake.take() {
+            for signal in wake.arrived() {
                 self.feed(Event::Signal(signal));
             }
             // Reports first: a generation that says why it fails, then exits, is heard.

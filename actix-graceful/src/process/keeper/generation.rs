@@ -127,13 +127,13 @@ fn die_with_the_keeper() {
     }
 }
 
-/// The generation's control pipe, taken at the crate's first use ([`take_control_fd`]).
+/// The generation's control pipe, taken at the crate's first use ([`claim_control_fd`]).
 static CONTROL: Mutex<Option<OwnedFd>> = Mutex::new(None);
 
 /// Takes the control pipe a keeper handed to this process, if any: only with a `LISTEN_PID`
 /// that is explicitly ours, and only if the fd is a pipe after the listeners and the readiness
 /// pipe. Marks it close-on-exec so the app's own children do not inherit it.
-pub(crate) fn take_control_fd(listen_fds: usize) {
+pub(crate) fn claim_control_fd(listen_fds: usize) {
     let snapshot = env::snapshot();
     let Some(value) = &snapshot.keeper_fd else {
         return;
@@ -144,7 +144,7 @@ pub(crate) fn take_control_fd(listen_fds: usize) {
     // After the listeners and the readiness pipe.
     let first_free = listen_fds::first_after(listen_fds).saturating_add(1);
     let after = "the readiness pipe";
-    if let Some(owned) = fd::take_announced_pipe(KEEPER_FD, value, first_free, after) {
+    if let Some(owned) = fd::claim_announced_pipe(KEEPER_FD, value, first_free, after) {
         *CONTROL.lock().unwrap_or_else(|e| e.into_inner()) = Some(owned);
     }
 }

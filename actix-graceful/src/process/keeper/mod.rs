@@ -51,7 +51,7 @@ mod starter;
 
 use std::{fmt, io};
 
-pub(crate) use generation::{attach, forward_upgrade, role, take_control_fd, KeeperLink, Role};
+pub(crate) use generation::{attach, claim_control_fd, forward_upgrade, role, KeeperLink, Role};
 
 use self::{driver::Driver, machine::Machine, starter::Starter};
 use super::{

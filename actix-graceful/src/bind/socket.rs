@@ -155,7 +155,7 @@ fn take_or(
     wanted: ListenAddr,
     fresh: impl FnOnce(&ListenAddr) -> io::Result<Socket>,
 ) -> io::Result<Bound> {
-    let taken = inherit::take(&Wanted {
+    let taken = inherit::claim_listener(&Wanted {
         name,
         addr: &wanted,
     })?;
