@@ -4,15 +4,16 @@
 
 use std::{
     future::{ready, Ready},
+    net::SocketAddr,
     sync::{
         atomic::{AtomicBool, AtomicU32, Ordering},
-        OnceLock,
+        Mutex, OnceLock,
     },
 };
 
 use actix_web::{
     dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform},
-    http::{ConnectionType, StatusCode},
+    http::{ConnectionType, StatusCode, Version},
     Error,
 };
 use futures::future::LocalBoxFuture;
@@ -98,6 +99,11 @@ where
     forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
+        if req.version() == Version::HTTP_2 && state() == State::Draining {
+            if let Some(peer) = req.peer_addr() {
+                http2_peer(peer);
+            }
+        }
         let fut = self.service.call(req);
         Box::pin(async move {
             let result = fut.await;
@@ -117,6 +123,38 @@ where
             Ok(res)
         })
     }
+}
+
+/// The peers of the HTTP/2 connections that sent a request during this drain: `Connection:
+/// close` cannot move them (only a GOAWAY can, which actix's graceful stop sends them with
+/// the actix-http patch in `patches/`), so the drain's HTTP/1 part need not wait for them.
+fn http2_peers() -> &'static Mutex<Vec<SocketAddr>> {
+    static PEERS: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+    &PEERS
+}
+
+fn http2_peer(peer: SocketAddr) {
+    let mut peers = http2_peers().lock().unwrap_or_else(|e| e.into_inner());
+    if !peers.contains(&peer) {
+        peers.push(peer);
+    }
+}
+
+/// The HTTP/2 connections seen during this drain, by peer ([`forget_http2_peers`] at its
+/// start: after the pause no connection is accepted, so no peer address can be reused).
+pub(crate) fn http2_peers_seen() -> Vec<SocketAddr> {
+    http2_peers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Starts a drain's record of HTTP/2 peers afresh.
+pub(crate) fn forget_http2_peers() {
+    http2_peers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
 }
 
 /// The responses of this process and the 5xx among them, counted while a probation watches

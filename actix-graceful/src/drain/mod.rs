@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 pub use self::lame_duck::LameDuck;
-pub(crate) use self::lame_duck::{installed, ErrorCount};
+pub(crate) use self::lame_duck::{forget_http2_peers, http2_peers_seen, installed, ErrorCount};
 
 /// The one drain state of this process: every reader ([`state`], [`draining`], [`LameDuck`])
 /// looks here, every change goes through here, so they never disagree.

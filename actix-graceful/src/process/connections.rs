@@ -89,6 +89,15 @@ impl ClientConnections {
     /// # Errors
     /// The descriptor table cannot be listed (no `/proc/self/fd` nor `/dev/fd`).
     pub(crate) fn count(&self) -> io::Result<usize> {
+        self.count_but(&[])
+    }
+
+    /// [`count`](Self::count), leaving out the TCP connections whose peer is in `except` (the
+    /// drain's HTTP/2 connections, which a graceful stop sends GOAWAY).
+    ///
+    /// # Errors
+    /// As [`count`](Self::count).
+    pub(crate) fn count_but(&self, except: &[SocketAddr]) -> io::Result<usize> {
         if self.listeners.is_empty() {
             return Ok(0);
         }
@@ -97,7 +106,8 @@ impl ClientConnections {
             match fs::read_dir(dir) {
                 Ok(entries) => {
                     let fds = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
-                    return Ok(fds.filter(|&fd| self.is_client(fd)).count());
+                    let counted = |&fd: &RawFd| self.is_client(fd) && !peer_in(fd, except);
+                    return Ok(fds.filter(counted).count());
                 }
                 Err(err) => last = Some(err),
             }
@@ -116,6 +126,26 @@ impl ClientConnections {
         int_option(fd, libc::SO_ACCEPTCONN) == Some(0)
             && int_option(fd, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
     }
+}
+
+/// Whether the TCP peer of the socket at `fd` is one of `peers` (never for a Unix socket).
+fn peer_in(fd: RawFd, peers: &[SocketAddr]) -> bool {
+    if peers.is_empty() {
+        return false;
+    }
+    let Ok(addr) = nix::sys::socket::getpeername::<SockaddrStorage>(fd) else {
+        return false;
+    };
+    let peer = addr
+        .as_sockaddr_in()
+        .map(|a| SocketAddr::V4((*a).into()))
+        .or_else(|| addr.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())));
+    peer.is_some_and(|peer| peers.iter().any(|p| same_peer(*p, peer)))
+}
+
+/// Equal addresses, also when one IP is the IPv4-mapped IPv6 form of the other.
+fn same_peer(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port() && same_ip(a.ip(), b.ip())
 }
 
 /// An `int` socket option of `fd` at `SOL_SOCKET`, `None` when it cannot be read.
@@ -170,6 +200,20 @@ mod tests {
         assert_eq!(accepted.read(&mut buf).expect("EOF"), 0);
         drop(accepted);
         assert_eq!(clients.count().expect("count"), 0);
+    }
+
+    #[test]
+    fn connections_of_given_peers_are_left_out() {
+        let ours = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let h1 = TcpStream::connect(ours.local_addr().expect("addr")).expect("connect");
+        let h2 = TcpStream::connect(ours.local_addr().expect("addr")).expect("connect");
+        let _a = ours.accept().expect("accept");
+        let _b = ours.accept().expect("accept");
+        let h2_peer = h2.local_addr().expect("addr");
+        assert_eq!(clients.count_but(&[]).expect("count"), 2);
+        assert_eq!(clients.count_but(&[h2_peer]).expect("count"), 1);
+        drop(h1);
     }
 
     #[test]

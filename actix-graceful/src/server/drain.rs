@@ -4,6 +4,11 @@
 //! connection, or the drain timeout. It neither stops actix nor watches the successor: the
 //! controller decides what follows ([`Drained`]).
 //!
+//! Its end counts HTTP/1 connections only: an HTTP/2 connection that sent a request during the
+//! drain is left out, since `Connection: close` cannot move it; the graceful stop that follows
+//! the drain sends it GOAWAY (with the actix-http patch in `patches/`; stock actix-http closes
+//! it at the shutdown timeout). With a probation, that stop comes once the probation passed.
+//!
 //! The client connections are counted from the descriptor table (`process::connections`): at
 //! 5 ms while their number falls, backing off to 100 ms while it stands still (1 000 idle
 //! keep-alive connections cost a fraction of a percent of a core), and once none is seen it
@@ -60,6 +65,7 @@ impl Drain {
                 actix_rt::time::sleep(delay).await;
             }
             handle.pause().await;
+            drain::forget_http2_peers();
             drain::begin();
             until_no_client(cap).await
         };
@@ -94,7 +100,8 @@ async fn until_no_client(cap: Duration) -> Drained {
                 left,
             };
         }
-        let count = match clients.count() {
+        // HTTP/2 connections wait for the graceful stop's GOAWAY, not for the drain.
+        let count = match clients.count_but(&drain::http2_peers_seen()) {
             Ok(count) => count,
             Err(err) => {
                 // Without a count, the timeout is the only end: never sooner than a client's
