@@ -83,7 +83,9 @@ pub struct ServerFamily {
 
 impl ServerFamily {
     /// Spawn `cmd` with stdin from /dev/null and stdout/stderr captured. Sets
-    /// `RUST_LOG=info` unless the command sets `RUST_LOG` itself.
+    /// `RUST_LOG=info` unless the command sets `RUST_LOG` itself, and does not pass on the
+    /// service manager's variables of the test's own environment (`LISTEN_*`, `NOTIFY_SOCKET`:
+    /// the tests may run under systemd) unless the command sets them itself.
     pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<ServerFamily> {
         reaper::ensure();
         if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
@@ -94,6 +96,16 @@ impl ServerFamily {
         // 10 s (tests of the default and of rollbacks set their own).
         if !cmd.get_envs().any(|(k, _)| k == PROBATION_VAR) {
             cmd.env(PROBATION_VAR, TEST_PROBATION);
+        }
+        for var in [
+            "LISTEN_FDS",
+            "LISTEN_PID",
+            "LISTEN_FDNAMES",
+            "NOTIFY_SOCKET",
+        ] {
+            if !cmd.get_envs().any(|(k, _)| k == var) {
+                cmd.env_remove(var);
+            }
         }
         let prog = cmd.get_program().to_owned();
         // A relative program with a slash is resolved in the child's directory, after chdir.

@@ -171,13 +171,44 @@ pub fn plain_listenfd_bin() -> PathBuf {
     bins::locate("plain-listenfd", "PLAIN_LISTENFD_BIN")
 }
 
-/// A free TCP port on 127.0.0.1 (bind :0, read the port, close). Racy by nature; prefer
-/// letting the server bind port 0 and reading the port from its startup line.
+/// A free TCP port on 127.0.0.1 that no earlier call in this process returned. Prefer letting
+/// the server bind port 0 and reading the port from its startup line: between this call and
+/// the bind that uses the port, another process may take it.
+///
+/// Not from the kernel's ephemeral range (`ip_local_port_range`), where every `bind(:0)` and
+/// every outgoing connection takes its port: the tests share one process, and a load generator
+/// of one test opens thousands of connections while another test picks a port. The ports are
+/// handed out in turn from an offset derived from the pid (another test process on the machine
+/// starts elsewhere), each checked free by binding it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    static NEXT: Mutex<Option<u16>> = Mutex::new(None);
+    let (lo, hi) = ports_below_ephemeral();
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    let span = u32::from(hi - lo) + 1;
+    let mut port = next.unwrap_or_else(|| lo + (std::process::id() * 7919 % span) as u16);
+    for _ in 0..span {
+        if port < lo || port > hi {
+            port = lo;
+        }
+        let candidate = port;
+        port = port.wrapping_add(1);
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
+        }
+    }
+    panic!("no free port in {lo}..={hi}");
+}
+
+/// The ports [`free_port`] takes: up to 16384 ports right below the ephemeral range, not below
+/// 1024.
+fn ports_below_ephemeral() -> (u16, u16) {
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let hi = ephemeral_lo.saturating_sub(1).max(2048);
+    (hi.saturating_sub(16383).max(1024), hi)
 }
 
 /// Serialize heavy tests (the machines have 2 cores). Poisoning is ignored.

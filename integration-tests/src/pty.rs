@@ -14,33 +14,39 @@ pub struct Pty {
 }
 
 impl Pty {
-    /// Opens a pty of `cols` x `rows`.
+    /// Opens a pty of `cols` x `rows`, both sides close-on-exec from the start (the tests share
+    /// one process: an fd without it, even for a moment, leaks into every process another test
+    /// starts meanwhile, and a leaked master keeps the terminal from hanging up).
     pub fn open(cols: u16, rows: u16) -> io::Result<Pty> {
-        let (mut master, mut slave) = (-1, -1);
-        let size = winsize(cols, rows);
-        // SAFETY: openpty writes two fds through valid pointers; name and termios may be null.
-        let rc = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
-            )
-        };
-        if rc != 0 {
+        let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+        // SAFETY: posix_openpt returns a new fd (or -1), owned by nobody else.
+        let master = unsafe { libc::posix_openpt(flags) };
+        if master < 0 {
             return Err(io::Error::last_os_error());
         }
-        // SAFETY: openpty just returned these two fds, owned by nobody else.
-        let (master, slave) =
-            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        for fd in [&master, &slave] {
-            // SAFETY: fcntl on an fd we own.
-            if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
+        // SAFETY: just opened, owned here.
+        let master = unsafe { OwnedFd::from_raw_fd(master) };
+        let m = master.as_raw_fd();
+        // SAFETY: grantpt/unlockpt on our master fd.
+        if unsafe { libc::grantpt(m) } != 0 || unsafe { libc::unlockpt(m) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        Ok(Pty { master, slave })
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: ptsname_r writes a NUL-terminated name into a buffer of the size given.
+        let rc = unsafe { libc::ptsname_r(m, name.as_mut_ptr(), name.len()) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: `name` is NUL-terminated (ptsname_r succeeded).
+        let slave = unsafe { libc::open(name.as_ptr(), flags) };
+        if slave < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: just opened, owned here.
+        let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+        let pty = Pty { master, slave };
+        pty.resize(cols, rows)?;
+        Ok(pty)
     }
 
     /// Makes `cmd`'s process a session leader whose controlling terminal is this pty, with the

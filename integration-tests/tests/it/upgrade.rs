@@ -1,5 +1,6 @@
 //! Live upgrades of `hello` (SIGUSR2) under load, with broken, foreign and impatient
-//! successors. Every test holds the global heavy lock: they never run concurrently.
+//! successors, and an upgrade signal that arrives before the server runs. Every test holds the
+//! global heavy lock: they never run concurrently.
 //!
 //! Knobs: `UPGRADES` (default 20) upgrades in the zero-failure test, `UPGRADES_FD` (default
 //! 20) in the fd-leak test. `ITEST_ECHO=1` echoes the servers' output live.
@@ -723,4 +724,45 @@ fn failed_upgrades_leak_no_fd_and_leave_no_child() {
         .unwrap_or_else(|e| panic!("upgrade after the failures: {e}"));
     assert!(exited_cleanly(&u), "old ended with {:?}", u.old_exit);
     assert_eq!(h.family.live_pids(), vec![u.new]);
+}
+
+/// The app starts a thread before the crate's first use (so with the signal mask the
+/// process started with) and gets SIGUSR2 between binding and `run`. The process must not die
+/// (the default action of SIGUSR2), and the upgrade happens once `run` serves.
+#[test]
+fn early_upgrade_signal_with_a_thread_started_before_bind() {
+    let _g = heavy_lock();
+    let h = Hello::start(
+        &hello_bin(),
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--early-thread",
+            "--delay-run-ms",
+            "1500",
+        ],
+    );
+    let old = h.pid();
+    // The startup line comes before the delay: this SIGUSR2 arrives before `run`.
+    let u = upgrade(&h.family, &h.target, old, &UpgradeOpts::default()).unwrap_or_else(|e| {
+        let exit = h.family.wait_gone(old, Duration::from_secs(1));
+        panic!("{e}; first process: {exit:?}\n{}", h.family.output_tail(30))
+    });
+    println!(
+        "SIGUSR2 before run: successor {} serving {:.0} ms after the signal; old {:?}",
+        u.new,
+        u.serving_after.as_secs_f64() * 1e3,
+        u.old_exit
+    );
+    assert_eq!(
+        h.family
+            .stderr
+            .count_containing(0, "arrived before the server ran"),
+        1,
+        "{}",
+        h.family.output_tail(30)
+    );
+    assert_eq!(u.old_exit, Some(Gone::Reaped(Exit::Code(0))));
 }

@@ -11,9 +11,11 @@
 //! the test's directory holding a copy of `hello`, so `ExecStart=/usr/local/bin/hello` runs it
 //! and a deploy is a rename there.
 //!
-//! Run: `cargo test -p integration-tests --test systemd_manager -- --nocapture` (as root; outside
-//! CI a machine that cannot run the manager skips with a message, under `CI=true` it fails).
+//! Run: `cargo test -p integration-tests --test it systemd::manager -- --nocapture` (as root;
+//! outside CI a machine that cannot run the manager skips with a message, under `CI=true` it
+//! fails).
 
+use super::unit_text;
 use integration_tests::http::{get_once, Target};
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::systemd::Manager;
@@ -26,14 +28,6 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(20);
-
-fn units_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/systemd")
-}
-
-fn unit_text(name: &str) -> String {
-    std::fs::read_to_string(units_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 /// The two shapes of `examples/systemd/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -252,7 +252,7 @@ fn unclaimed_fds_are_left_alone_unless_the_app_closes_them() {
     for keep in [true, false] {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (fifo_r, _fifo_w) = nix::unistd::pipe().unwrap();
+        let (fifo_r, _fifo_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let port = tcp.local_addr().unwrap().port();
         let inode = udp_inode(udp.local_addr().unwrap().port()).unwrap();
         let pipe = std::fs::read_link(format!("/proc/self/fd/{}", fifo_r.as_raw_fd()))

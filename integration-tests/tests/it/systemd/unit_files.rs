@@ -4,6 +4,7 @@
 //! directly (their `${VAR}`s expanded from `Environment=`, as systemd does), the socket-activated
 //! pair's under `systemd-socket-activate` with the `.socket` units' names.
 
+use super::{unit_text, units_dir};
 use integration_tests::activation::socket_activate;
 use integration_tests::hello::{wait_startup, Hello};
 use integration_tests::http::{get_once, Target};
@@ -16,14 +17,6 @@ use std::time::Duration;
 
 const T: Duration = Duration::from_secs(15);
 const INSTALLED: &str = "/usr/local/bin/hello";
-
-fn units_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/systemd")
-}
-
-fn unit(name: &str) -> String {
-    std::fs::read_to_string(units_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 /// The unit's `Environment=` assignments (`KEY=VALUE`, space-separated, no quoting), with
 /// `overrides` applied on top.
@@ -132,7 +125,7 @@ fn run_service_command_line(name: &str) {
     let _g = heavy_lock();
     let dir = TempDir::new("unit-run");
     let port = free_port();
-    let text = unit(name);
+    let text = unit_text(name);
     let env = unit_env(
         &text,
         &[
@@ -188,7 +181,7 @@ fn socket_activated_units_hand_hello_its_named_sockets() {
     let admin = free_port();
     // The .socket units' names, in the order systemd would pass them.
     let name_of = |socket_unit: &str| {
-        unit(socket_unit)
+        unit_text(socket_unit)
             .lines()
             .find_map(|l| l.strip_prefix("FileDescriptorName="))
             .map(str::to_owned)
@@ -199,7 +192,7 @@ fn socket_activated_units_hand_hello_its_named_sockets() {
         name_of("hello-public.socket"),
         name_of("hello-admin.socket")
     );
-    let text = unit("hello-activated.service");
+    let text = unit_text("hello-activated.service");
     let env = unit_env(&text, &[]);
     let args: Vec<String> = exec_args(&text, &env, "/run")
         .into_iter()

@@ -4,7 +4,8 @@
 //! `Type=notify-reload` service manager would see: `READY=1` + `MAINPID=` at start,
 //! `RELOADING=1` + `MONOTONIC_USEC=` at an upgrade, `MAINPID=<successor>` + `READY=1` relayed
 //! by the old main process (the successor says nothing itself), `READY=1` again after a
-//! failed upgrade, and `STOPPING=1` only on SIGTERM.
+//! failed upgrade, and `STOPPING=1` only on SIGTERM; the fd store (`FDSTORE=1`); and a
+//! manager that never reads its socket, which must not stall the server.
 
 use integration_tests::hello::{exited_cleanly, upgrade, Hello, UpgradeOpts};
 use integration_tests::reaper::{Exit, Gone};
@@ -211,7 +212,8 @@ fn read_loop(sock: UnixDatagram, shared: Shared, stop: Arc<AtomicBool>) {
         let mut cmsg = nix::cmsg_space!(nix::sys::socket::UnixCredentials, [RawFd; 8]);
         let (bytes, pid, truncated, fds) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::empty()) {
+            // Close-on-exec: a stored listener must not leak into processes other tests start.
+            match recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
                 Ok(msg) => {
                     let mut pid = None;
                     let mut fds = Vec::new();
@@ -437,6 +439,52 @@ fn notify_socket_at_a_path() {
 #[test]
 fn notify_socket_in_the_abstract_namespace() {
     notify_protocol(NotifySocket::abstract_name());
+}
+
+/// The manager's queue is full (it never reads; the kernel keeps `max_dgram_qlen` datagrams):
+/// before, `sd_notify`'s blocking `sendmsg` of `READY=1` hung the runtime thread for good, so
+/// the server never handled SIGUSR2 or SIGTERM. Now the notification is dropped with one
+/// warning per process, and upgrades and the stop work.
+#[test]
+fn a_manager_that_never_reads_does_not_stall_the_server() {
+    let _g = heavy_lock();
+    let dir = TempDir::new("notify-full");
+    let path = dir.join("notify.sock");
+    let _manager = UnixDatagram::bind(&path).unwrap(); // never read
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    while filler.send_to(b"STATUS=filler", &path).is_ok() {
+        queued += 1;
+        assert!(queued < 100_000, "the queue never filled");
+    }
+    println!("manager queue full after {queued} datagrams");
+    let mut cmd = Command::new(hello_bin());
+    cmd.args(["--listen", "127.0.0.1:0"])
+        .env("NOTIFY_SOCKET", &path);
+    let h = Hello::start_cmd("notify-full", cmd);
+    let fam = &h.family;
+    let u = upgrade(fam, &h.target, h.pid(), &UpgradeOpts::default()).unwrap_or_else(|e| {
+        panic!(
+            "upgrade with a full manager queue: {e}\n{}",
+            fam.output_tail(30)
+        )
+    });
+    let t0 = Instant::now();
+    assert!(signal(u.new, Signal::SIGTERM));
+    let gone = fam.wait_gone(u.new, Duration::from_secs(10));
+    println!("successor stopped after {:?}: {gone:?}", t0.elapsed());
+    assert!(
+        matches!(gone, Some(Gone::Reaped(Exit::Code(0)))),
+        "the successor stops on SIGTERM: {gone:?}\n{}",
+        fam.output_tail(30)
+    );
+    let warnings = fam.stderr.count_containing(0, "queue is full");
+    println!("`queue is full` warnings: {warnings} (2 processes)");
+    assert!(
+        (1..=2).contains(&warnings),
+        "one warning per process at most, and at least one: {warnings}"
+    );
 }
 
 /// The fd store (`--fd-store`): once serving, hello hands each listener to the notify socket

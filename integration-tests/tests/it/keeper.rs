@@ -1,7 +1,7 @@
 //! Keeper mode (`hello --keeper`): the pid a foreground supervisor sees never changes. Live
 //! upgrades through the keeper under load, a SIGKILLed generation replaced from the sockets the
-//! keeper holds, a failed upgrade and a crash loop, and SIGTERM to the keeper. Every test holds
-//! the global heavy lock.
+//! keeper holds, a failed upgrade and a crash loop, SIGTERM to the keeper, and the app's own
+//! children left to the app. Every test holds the global heavy lock.
 //!
 //! Knob: `KEEPER_UPGRADES` (default 5) upgrades in the load test.
 
@@ -627,4 +627,38 @@ fn a_killed_keeper_takes_its_generation_down_gracefully() {
         .unwrap_or_else(|f| panic!("in-flight request failed: {f}"));
     assert_eq!((r.status, r.pid), (200, Some(gen)));
     assert!(h.family.live_pids().is_empty(), "left behind");
+}
+
+/// In keeper mode the app (here: a thread of `main`, started before `run`) waits for a
+/// child of its own; it gets the child's status, not ECHILD from a keeper that reaped it.
+#[test]
+fn keeper_leaves_the_apps_children_to_the_app() {
+    let _g = heavy_lock();
+    let h = Hello::start(
+        &hello_bin(),
+        &[
+            "--keeper",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--child-wait-ms",
+            "2500",
+        ],
+    );
+    let keeper = h.pid();
+    let generation = h.first_generation();
+    let key = format!("hello pid={keeper} child: ");
+    let (_, line) = h
+        .family
+        .stdout
+        .wait_for_line(0, |l| l.contains(&key), Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("no child line\n{}", h.family.output_tail(30)));
+    println!("keeper {keeper}, generation {generation}: {line}");
+    assert!(line.ends_with("exit status: 7"), "{line}");
+    assert_eq!(
+        wait_for_pid(&h.target, "/", |p| p == generation, Duration::from_secs(3)),
+        Some(generation),
+        "the generation serves on"
+    );
 }

@@ -4,7 +4,7 @@
 //! left, and no zombie.
 //!
 //! `SOAK_UPGRADES` (default 50) upgrades; the README quotes a 1,000-upgrade release run:
-//! `SOAK_UPGRADES=1000 cargo test --release -p integration-tests --test soak -- --nocapture`.
+//! `SOAK_UPGRADES=1000 cargo test --release -p integration-tests --test it soak:: -- --nocapture`.
 
 use integration_tests::hello::{upgrade, wait_exit_0, Hello, UpgradeOpts};
 use integration_tests::reaper::{Exit, Gone};

@@ -1,17 +1,25 @@
 //! Every kind of listener survives live upgrades: a Unix socket (its path and mode kept, a
-//! stale one from a crash replaced at first start), IPv6 loopback, dual-stack `[::]` with and
-//! without IPV6_V6ONLY, and 64 listeners handed over together. Real `hello` processes, real
-//! clients, zero failed requests across `UPGRADES_LISTENERS` (default 5) upgrades each.
+//! stale one from a crash replaced at first start), a Unix socket in Linux's abstract namespace
+//! (`unix:@name`), IPv6 loopback, dual-stack `[::]` with and without IPV6_V6ONLY, and 64
+//! listeners handed over together. Real `hello` processes, real clients, zero failed requests
+//! across `UPGRADES_LISTENERS` (default 5) upgrades each.
 
-use integration_tests::hello::{exited_cleanly, upgrade, wait_startup, Hello, UpgradeOpts};
+use integration_tests::hello::{
+    exited_cleanly, upgrade, upgrade_probed, wait_startup, Hello, UpgradeOpts,
+};
 use integration_tests::http::{get_once, FailKind};
 use integration_tests::{
     env_usize, heavy_lock, hello_bin, sleep_ms, Load, LoadConfig, LoadReport, Target, TempDir,
 };
+use nix::sys::signal::Signal;
+use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(15);
 
 fn upgrades() -> usize {
     env_usize("UPGRADES_LISTENERS", 5)
@@ -221,4 +229,70 @@ fn sixty_four_listeners_are_all_handed_over_in_one_upgrade() {
         failed.len(),
         &failed[..failed.len().min(10)]
     );
+}
+
+/// `GET /` over the abstract socket `name` (without the `@`); the pid that answered.
+fn get_abstract(name: &str) -> Option<i32> {
+    use std::os::linux::net::SocketAddrExt as _;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).ok()?;
+    let mut s = std::os::unix::net::UnixStream::connect_addr(&addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// `--listen unix:@name`: before, a file called `@name` appeared in the working directory
+/// (while `ListenAddr` and `NOTIFY_SOCKET` read `@` as abstract). Now it is the abstract
+/// socket, no file, and a successor inherits it.
+#[test]
+fn at_name_is_the_abstract_namespace_and_survives_an_upgrade() {
+    let _g = heavy_lock();
+    let dir = TempDir::new("abstract");
+    let name = format!("ag-abstract-{}", std::process::id());
+    let spec = format!("unix:@{name}");
+    let mut cmd = Command::new(hello_bin());
+    cmd.args(["--listen", &spec]).current_dir(dir.path());
+    let h = Hello::start_cmd("abstract", cmd);
+    let (fam, st) = (&h.family, &h.startup);
+    println!("{}", st.line);
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        files.is_empty(),
+        "files in hello's working directory: {files:?}"
+    );
+    assert_eq!(st.listeners[0].addr, spec);
+    assert_eq!(
+        get_abstract(&name),
+        Some(st.pid),
+        "served over the abstract socket"
+    );
+    let mark = fam.stdout.len();
+    let u = upgrade_probed(
+        fam,
+        st.pid,
+        Signal::SIGUSR2,
+        &UpgradeOpts::default(),
+        |new| {
+            let deadline = Instant::now() + T;
+            while Instant::now() < deadline {
+                if get_abstract(&name) == Some(new) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        },
+    )
+    .unwrap_or_else(|e| panic!("upgrade: {e}\n{}", fam.output_tail(30)));
+    let next = wait_startup(fam, mark, T).expect("successor's startup line");
+    assert_eq!(next.pid, u.new);
+    assert_eq!(next.listeners[0].addr, spec);
+    assert!(next.listeners[0].inherited, "{}", next.line);
 }

@@ -6,17 +6,19 @@
 //! The steps are hit deterministically with real processes: a successor that takes 1 s to
 //! start (a shell wrapper that sleeps, then execs hello: same pid, same fds), the old process
 //! held with SIGSTOP while its successor gets ready, a long drain (an idle keep-alive connection
-//! held open), slow requests.
+//! held open), slow requests. And a successor that never gets ready because it is a wrapper
+//! script with a child of its own: the whole group is killed, nothing is left on the port.
 
 use integration_tests::hello::{upgrade, wait_spawned, Hello, UpgradeOpts};
-use integration_tests::http::wait_for_pid;
+use integration_tests::http::{get_once, wait_for_pid};
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    copy_hello, heavy_lock, procfs, replace_file, replace_with_copy, shell_quote, signal, sleep_ms,
-    Load, LoadConfig, LoadReport, TempDir,
+    copy_hello, heavy_lock, private_copy, procfs, replace_file, replace_with_copy, shell_quote,
+    signal, sleep_ms, FailKind, Load, LoadConfig, LoadReport, TempDir,
 };
 use nix::sys::signal::Signal;
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -451,4 +453,79 @@ fn successor_killed_after_its_probation_leaves_nobody_serving() {
         .is_empty());
     println!("successor held {held} connection(s)");
     assert!(r.h.family.live_pids().is_empty());
+}
+
+/// Every process (but the test itself) with an open fd on a socket listening on `port`.
+fn holders(port: u16) -> BTreeSet<i32> {
+    let listening: BTreeSet<u64> = procfs::tcp_listen_inodes(port).into_iter().collect();
+    let me = std::process::id() as i32;
+    procfs::all_pids()
+        .into_iter()
+        .filter(|&p| p != me)
+        .filter(|&p| !procfs::socket_inodes(p).is_disjoint(&listening))
+        .collect()
+}
+
+/// The successor is a wrapper script that starts a child without `exec` and never gets
+/// ready. After the timeout the library kills the script's whole process group: nothing but
+/// the server holds the listener, and once the server stops the port refuses connections.
+/// Before the fix, the orphaned `sleep` kept fd 3 and connections hung in its accept queue.
+#[test]
+fn failed_wrapper_successor_leaves_nothing_holding_the_port() {
+    let _g = heavy_lock();
+    let (_dir, exe) = private_copy("wrapper");
+    let h = Hello::start(
+        &exe,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--upgrade-timeout-ms",
+            "1000",
+        ],
+    );
+    let server = h.pid();
+    let port = h.target.port().expect("tcp port");
+    replace_file(&exe, b"#!/bin/sh\nsleep 3600\n");
+    let mark = h.family.stderr.len();
+    assert!(signal(server, Signal::SIGUSR2));
+    let failed = h
+        .family
+        .stderr
+        .wait_for_line(
+            mark,
+            |l| l.contains("upgrade failed"),
+            Duration::from_secs(15),
+        )
+        .map(|(_, l)| l)
+        .unwrap_or_else(|| panic!("no `upgrade failed`\n{}", h.family.output_tail(30)));
+    println!("{failed}");
+    // The kill and the reaping are done when the line is logged; give /proc a moment.
+    sleep_ms(200);
+    let after_failure = holders(port);
+    println!("holding port {port} after the failed upgrade: {after_failure:?}");
+    assert!(signal(server, Signal::SIGTERM));
+    let gone = h.family.wait_gone(server, Duration::from_secs(20));
+    sleep_ms(200);
+    let after_stop = holders(port);
+    let connect = get_once(&h.target, "/", Duration::from_secs(2));
+    println!("server {gone:?}; holding after the stop: {after_stop:?}; connect: {connect:?}");
+    for pid in &after_stop {
+        signal(*pid, Signal::SIGKILL); // what the old code left behind
+    }
+    assert_eq!(
+        after_failure,
+        BTreeSet::from([server]),
+        "only the server holds the port"
+    );
+    assert!(
+        after_stop.is_empty(),
+        "left holding the port: {after_stop:?}"
+    );
+    assert!(
+        matches!(&connect, Err(f) if f.kind == FailKind::ConnectRefused),
+        "connect after the stop: {connect:?}"
+    );
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the port is free again");
 }
