@@ -1,7 +1,8 @@
 //! Test harness for `actix-graceful`: runs the example apps as real processes with real
 //! signals and sockets.
 //!
-//! - [`bins`]: where the example binaries are ([`hello_bin`], [`plain_listenfd_bin`]).
+//! - [`bins`]: where the example binaries and `upgrade-bench` are ([`hello_bin`],
+//!   [`plain_listenfd_bin`], [`bins::upgrade_bench`]), built on first use.
 //! - [`reaper`]: the test process is a child subreaper with one global `waitpid(-1)` thread;
 //!   never wait on a `Child` yourself.
 //! - [`family`]: [`ServerFamily`], a guard that kills and reaps every generation of a server.
@@ -16,6 +17,7 @@
 //! Everything is bounded in time; everything talks to loopback only.
 
 pub mod activation;
+pub mod bins;
 pub mod capture;
 pub mod family;
 pub mod hello;
@@ -33,133 +35,6 @@ pub use load::{Load, LoadConfig, LoadReport};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
-
-/// Locating the binaries under test.
-pub mod bins {
-    use std::path::PathBuf;
-
-    /// The directory holding the binaries of the current profile (`target/<profile>`):
-    /// derived from the running executable, which is `target/<profile>/deps/<test>-<hash>`
-    /// for a test, or `target/<profile>/<bin>` for a binary of this package.
-    pub fn profile_dir() -> PathBuf {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut dir = exe.parent().expect("exe has a parent").to_path_buf();
-        if dir.file_name().map(|n| n == "deps").unwrap_or(false) {
-            dir.pop();
-        }
-        dir
-    }
-
-    /// Path of workspace binary `name`, overridable by env var `env_override`. Panics with
-    /// instructions if it does not exist.
-    ///
-    /// Unless overridden (or `ITEST_NO_BUILD` is set), the first call in a process runs
-    /// `cargo build -p examples --bins` for the same profile and target dir when the test
-    /// runs under cargo (env `CARGO`), so `cargo test` never tests a stale or missing
-    /// example binary.
-    pub fn locate(name: &str, env_override: &str) -> PathBuf {
-        find(name, env_override).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// [`locate`] without the panic: the path, or one line saying what is missing and the
-    /// command that builds it (for tools such as `upgrade-bench`).
-    pub fn find(name: &str, env_override: &str) -> Result<PathBuf, String> {
-        let p = match std::env::var_os(env_override) {
-            Some(v) => PathBuf::from(v),
-            None => {
-                build_examples_once();
-                profile_dir().join(name)
-            }
-        };
-        if p.is_file() {
-            return Ok(p);
-        }
-        let release = if profile_dir().ends_with("release") {
-            " --release"
-        } else {
-            ""
-        };
-        Err(format!(
-            "binary `{name}` not found at {}: build it with `cargo build{release} -p examples \
-             --bin {name}`, or point {env_override} at it",
-            p.display()
-        ))
-    }
-
-    /// Run `cargo build -p examples --bins` (plus `--features openssl` with this crate's `openssl`
-    /// feature) once per process (see [`locate`]).
-    pub fn build_examples_once() {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        ONCE.call_once(|| {
-            if std::env::var_os("ITEST_NO_BUILD").is_some() {
-                return;
-            }
-            let Some(cargo) = std::env::var_os("CARGO") else {
-                return;
-            };
-            let dir = profile_dir();
-            let (Some(profile), Some(target_dir)) = (dir.file_name(), dir.parent()) else {
-                return;
-            };
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.args([
-                "build",
-                "--quiet",
-                "-p",
-                "examples",
-                "--bins",
-                "--target-dir",
-            ])
-            .arg(target_dir);
-            // The same feature set as this test build, so both share one build of the stack.
-            if cfg!(feature = "openssl") {
-                cmd.args(["--features", "openssl"]);
-            }
-            match profile.to_str() {
-                Some("debug") => {}
-                Some("release") => {
-                    cmd.arg("--release");
-                }
-                Some(other) => {
-                    cmd.args(["--profile", other]);
-                }
-                None => return,
-            }
-            // The variables cargo sets for this test (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, ...)
-            // are ones some build scripts (ring's) declare `rerun-if-env-changed`: passed on,
-            // they make this build and the next `cargo test` rebuild each other's TLS stack.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy();
-                if key.starts_with("CARGO_PKG_")
-                    || key.starts_with("CARGO_MANIFEST_")
-                    || key.starts_with("CARGO_BIN_")
-                    || matches!(
-                        &*key,
-                        "CARGO_CRATE_NAME"
-                            | "CARGO_PRIMARY_PACKAGE"
-                            | "CARGO_TARGET_TMPDIR"
-                            | "OUT_DIR"
-                    )
-                {
-                    cmd.env_remove(&*key);
-                }
-            }
-            crate::reaper::ensure();
-            let since = std::time::Instant::now();
-            let child = cmd
-                .stdin(std::process::Stdio::null())
-                .spawn()
-                .expect("spawn cargo build -p examples");
-            let pid = child.id() as i32;
-            drop(child);
-            let gone = crate::reaper::wait_gone(pid, since, std::time::Duration::from_secs(1800));
-            assert!(
-                matches!(gone, Some(crate::reaper::Gone::Reaped(e)) if e.success()),
-                "`cargo build -p examples --bins` failed: {gone:?}"
-            );
-        });
-    }
-}
 
 /// The `hello` example (env `HELLO_BIN` overrides).
 pub fn hello_bin() -> PathBuf {

@@ -3,7 +3,7 @@
 //! lose no request; the baselines only have to run.
 
 use integration_tests::reaper::{self, Exit, Gone};
-use integration_tests::{env_usize, heavy_lock, ServerFamily, TempDir};
+use integration_tests::{bins, env_usize, heavy_lock, hello_bin, ServerFamily, TempDir};
 use std::process::Command;
 use std::time::Duration;
 
@@ -28,15 +28,27 @@ fn field<'a>(fields: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in {fields:?}"))
 }
 
+/// `upgrade-bench`, told where this test build's servers are. Left to find them itself, it
+/// would build the examples with its own feature set (its harness has no `openssl` feature):
+/// a rebuild of `target/<profile>/hello*` under the feet of the tests running them, and a
+/// `hello-tls` without OpenSSL for the TLS test.
+fn bench_command() -> Command {
+    let mut cmd = Command::new(bins::upgrade_bench());
+    cmd.env("HELLO_BIN", hello_bin())
+        .env(
+            "HELLO_PLAIN_BIN",
+            bins::locate("hello-plain", "HELLO_PLAIN_BIN"),
+        )
+        .env("ITEST_NO_BUILD", "1");
+    cmd
+}
+
 #[test]
 fn short_bench_loses_nothing_with_actix_graceful() {
     let _heavy = heavy_lock();
-    // Builds the example binaries of this profile if needed (before the timed part).
-    integration_tests::hello_bin();
-    integration_tests::bins::locate("hello-plain", "HELLO_PLAIN_BIN");
     let upgrades = env_usize("BENCH_UPGRADES", 3).to_string();
     let dir = TempDir::new("bench");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upgrade-bench"));
+    let mut cmd = bench_command();
     cmd.args(["--upgrades", &upgrades])
         .args(["--seconds", "4", "--keepalive", "24", "--per-request", "4"])
         .args([
@@ -101,9 +113,8 @@ fn short_bench_loses_nothing_with_actix_graceful() {
 #[test]
 fn bench_needs_only_what_the_chosen_strategies_need() {
     let _heavy = heavy_lock();
-    integration_tests::hello_bin();
     let run = |strategies: &str| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upgrade-bench"));
+        let mut cmd = bench_command();
         cmd.args([
             "--strategies",
             strategies,

@@ -145,7 +145,7 @@ fn the_other_examples_have_help_and_refuse_bad_values() {
 
 #[test]
 fn upgrade_bench_help_and_bounds() {
-    let bench = Path::new(env!("CARGO_BIN_EXE_upgrade-bench"));
+    let bench = &bins::upgrade_bench();
     help_lists(
         bench,
         &[

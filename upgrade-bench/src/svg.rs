@@ -52,17 +52,55 @@ pub fn timeline(
     fails: &[[u32; FAIL_KINDS.len()]],
     triggers: &[f64],
 ) -> String {
-    let span = (ok.len() as f64 * BIN_S).max(BIN_S);
-    let x = |t: f64| LEFT + (W - LEFT - RIGHT) * (t / span);
-    let ok_max = nice_max(ok.iter().copied().max().unwrap_or(0) as f64);
-    let fail_max = nice_max(
-        fails
-            .iter()
-            .map(|f| f.iter().sum::<u32>())
-            .max()
-            .unwrap_or(0) as f64,
-    );
+    let f = Frame::new(ok, fails);
     let mut s = String::new();
+    head(&mut s, title, subtitle);
+    panels(&mut s, &f);
+    time_axis(&mut s, &f);
+    // Upgrades.
+    for &tr in triggers {
+        let _ = writeln!(
+            s,
+            r##"<line x1="{0:.1}" y1="{OK_TOP}" x2="{0:.1}" y2="{1}" stroke="#2ca02c" stroke-opacity="0.6" stroke-dasharray="3,3"/>"##,
+            f.x(tr),
+            FAIL_TOP + FAIL_H
+        );
+    }
+    successes(&mut s, &f, ok);
+    failures(&mut s, &f, fails, ok.len());
+    legend(&mut s);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// The time axis and the two panels' scales.
+struct Frame {
+    /// Seconds the picture spans.
+    span: f64,
+    /// Top of the successes' scale.
+    ok_max: f64,
+    /// Top of the failures' scale.
+    fail_max: f64,
+}
+
+impl Frame {
+    fn new(ok: &[u32], fails: &[[u32; FAIL_KINDS.len()]]) -> Frame {
+        let per_bin = fails.iter().map(|f| f.iter().sum::<u32>());
+        Frame {
+            span: (ok.len() as f64 * BIN_S).max(BIN_S),
+            ok_max: nice_max(ok.iter().copied().max().unwrap_or(0) as f64),
+            fail_max: nice_max(per_bin.max().unwrap_or(0) as f64),
+        }
+    }
+
+    /// The x coordinate of `t` seconds.
+    fn x(&self, t: f64) -> f64 {
+        LEFT + (W - LEFT - RIGHT) * (t / self.span)
+    }
+}
+
+/// The document's start: size, background, title and subtitle.
+fn head(s: &mut String, title: &str, subtitle: &str) {
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
@@ -78,10 +116,13 @@ pub fn timeline(
         r##"<text x="{LEFT}" y="35" fill="#444">{}</text>"##,
         esc(subtitle)
     );
-    // Panels, horizontal grid and y labels.
+}
+
+/// Panels, horizontal grid and y labels.
+fn panels(s: &mut String, f: &Frame) {
     for (top, h, max, label) in [
-        (OK_TOP, OK_H, ok_max, "ok / 100 ms"),
-        (FAIL_TOP, FAIL_H, fail_max, "failed / 100 ms"),
+        (OK_TOP, OK_H, f.ok_max, "ok / 100 ms"),
+        (FAIL_TOP, FAIL_H, f.fail_max, "failed / 100 ms"),
     ] {
         let _ = writeln!(
             s,
@@ -105,14 +146,17 @@ pub fn timeline(
             top + h / 2.0
         );
     }
-    // Time ticks.
-    let step = time_step(span);
+}
+
+/// Time ticks and the axis label.
+fn time_axis(s: &mut String, f: &Frame) {
+    let step = time_step(f.span);
     let mut t = 0.0;
-    while t <= span + 1e-9 {
+    while t <= f.span + 1e-9 {
         let _ = writeln!(
             s,
             r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#999"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
-            x(t),
+            f.x(t),
             FAIL_TOP + FAIL_H,
             FAIL_TOP + FAIL_H + 4.0,
             FAIL_TOP + FAIL_H + 17.0,
@@ -126,23 +170,17 @@ pub fn timeline(
         (LEFT + W - RIGHT) / 2.0,
         FAIL_TOP + FAIL_H + 32.0
     );
-    // Upgrades.
-    for &tr in triggers {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.1}" y1="{OK_TOP}" x2="{0:.1}" y2="{1}" stroke="#2ca02c" stroke-opacity="0.6" stroke-dasharray="3,3"/>"##,
-            x(tr),
-            FAIL_TOP + FAIL_H
-        );
-    }
-    // Successes: one polyline.
+}
+
+/// Successes: one polyline.
+fn successes(s: &mut String, f: &Frame, ok: &[u32]) {
     let mut pts = String::new();
     for (i, &n) in ok.iter().enumerate() {
         let _ = write!(
             pts,
             "{:.1},{:.1} ",
-            x((i as f64 + 0.5) * BIN_S),
-            OK_TOP + OK_H - OK_H * (n as f64 / ok_max)
+            f.x((i as f64 + 0.5) * BIN_S),
+            OK_TOP + OK_H - OK_H * (n as f64 / f.ok_max)
         );
     }
     let _ = writeln!(
@@ -150,20 +188,23 @@ pub fn timeline(
         r##"<polyline points="{}" fill="none" stroke="#1f77b4" stroke-width="1"/>"##,
         pts.trim_end()
     );
-    // Failures: stacked bars.
-    let bw = ((W - LEFT - RIGHT) / ok.len().max(1) as f64).max(1.5);
-    for (i, f) in fails.iter().enumerate() {
+}
+
+/// Failures: stacked bars (`bins` of them across the width), or a note that there is none.
+fn failures(s: &mut String, f: &Frame, fails: &[[u32; FAIL_KINDS.len()]], bins: usize) {
+    let bw = ((W - LEFT - RIGHT) / bins.max(1) as f64).max(1.5);
+    for (i, kinds) in fails.iter().enumerate() {
         let mut y = FAIL_TOP + FAIL_H;
-        for (k, &n) in f.iter().enumerate() {
+        for (k, &n) in kinds.iter().enumerate() {
             if n == 0 {
                 continue;
             }
-            let h = FAIL_H * (n as f64 / fail_max);
+            let h = FAIL_H * (n as f64 / f.fail_max);
             y -= h;
             let _ = writeln!(
                 s,
                 r##"<rect x="{:.1}" y="{y:.1}" width="{bw:.1}" height="{h:.1}" fill="{}"><title>{:.1} s: {n} {}</title></rect>"##,
-                x(i as f64 * BIN_S),
+                f.x(i as f64 * BIN_S),
                 KIND_COLORS[k],
                 i as f64 * BIN_S,
                 FAIL_KINDS[k].1
@@ -178,7 +219,10 @@ pub fn timeline(
             FAIL_TOP + FAIL_H / 2.0 + 5.0
         );
     }
-    // Legend.
+}
+
+/// The legend: the upgrade marker, then a swatch per failure kind.
+fn legend(s: &mut String) {
     let mut lx = LEFT;
     let ly = FAIL_TOP - 10.0;
     let mut item = |s: &mut String, color: &str, label: &str, dashed: bool| {
@@ -199,12 +243,10 @@ pub fn timeline(
         let _ = writeln!(s, r#"<text x="{}" y="{ly}">{label}</text>"#, lx + 18.0);
         lx += 30.0 + 7.0 * label.len() as f64;
     };
-    item(&mut s, "#2ca02c", "upgrade", true);
+    item(s, "#2ca02c", "upgrade", true);
     for (k, (_, name)) in FAIL_KINDS.iter().enumerate() {
-        item(&mut s, KIND_COLORS[k], name, false);
+        item(s, KIND_COLORS[k], name, false);
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 #[cfg(test)]

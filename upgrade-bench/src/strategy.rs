@@ -266,18 +266,7 @@ struct Gens {
 
 /// Run `s` under load with `cfg.upgrades` restarts spread evenly over `cfg.seconds`.
 pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
-    let first = spawn(&s.name, &s.cmd).map_err(|e| format!("cannot start {:?}: {e}", s.cmd))?;
-    let cur = match &s.nginx {
-        Some(n) => nginx_started(&first, n, target, cfg)?,
-        None => {
-            wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
-            first.root()
-        }
-    };
-    let mut gens = Gens {
-        cur,
-        families: vec![first],
-    };
+    let mut gens = start_first(s, target, cfg)?;
     let load = Load::start(
         Spec {
             target: target.clone(),
@@ -286,73 +275,16 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
         gens.families[0].pid_set(),
     );
     let t0 = load.started();
-    let mut handoffs = Vec::new();
-    let mut errors = Vec::new();
-    let mut samples = Vec::new();
-    let mut olds: Vec<(i32, Instant)> = Vec::new();
     let watch = ExitWatch::start();
-    for i in 0..cfg.upgrades {
-        let at = t0
-            + Duration::from_secs_f64(cfg.seconds * (i as f64 + 1.0) / (cfg.upgrades as f64 + 1.0));
-        if cfg.slow > 0 {
-            sleep_until(at.checked_sub(cfg.slow_lead).unwrap_or(at));
-            load.fire_slow(cfg.slow, &cfg.slow_path, cfg.slow_timeout);
-        }
-        sleep_until(at);
-        samples.push(sample(gens.cur));
-        let old = gens.cur;
-        let trigger = Instant::now();
-        let result = match s.kind {
-            Kind::Graceful => graceful(&mut gens, cfg),
-            Kind::Naive => naive(&mut gens, s, cfg).map(|r| (r, None)),
-            Kind::ReusePort => reuseport(&mut gens, s, cfg).map(|r| (r, None)),
-            Kind::Nginx => nginx_upgrade(&mut gens, s, cfg).map(|r| (r, None)),
-        };
-        match result {
-            Ok((ready_ms, sched)) => {
-                handoffs.push(Handoff {
-                    at: (trigger - t0).as_secs_f64(),
-                    ready_ms,
-                    sched,
-                    ..Handoff::default()
-                });
-                olds.push((old, trigger));
-                watch.watch(old);
-            }
-            Err(e) => {
-                errors.push(format!("restart {}: {e}", i + 1));
-                break;
-            }
-        }
-    }
+    let mut r = restarts(s, &mut gens, &load, &watch, cfg);
     sleep_until(t0 + Duration::from_secs_f64(cfg.seconds));
     // The last generation's sample, once its clients have moved over to it.
-    if let Some(h) = handoffs.last() {
+    if let Some(h) = r.handoffs.last() {
         sleep_until(t0 + Duration::from_secs_f64(h.at + 1.0));
     }
-    samples.push(sample(gens.cur));
+    r.samples.push(sample(gens.cur));
     let recorded = load.stop();
-    for (h, &(old, trigger)) in handoffs.iter_mut().zip(&olds) {
-        match reaper::wait_gone(old, trigger, cfg.step_timeout) {
-            Some(Gone::Reaped(exit)) => {
-                h.old_exit = Some(exit.to_string());
-                h.gone_ms = reaper::reaped_at(old, trigger)
-                    .map(|(_, when)| (when - trigger).as_secs_f64() * 1e3);
-            }
-            Some(Gone::ReapedElsewhere) => h.old_exit = Some("reaped elsewhere".into()),
-            None => errors.push(format!(
-                "old process {old} still alive {:?} after the load ended",
-                cfg.step_timeout
-            )),
-        }
-    }
-    // The watcher polls every 2 ms: give it the time to see the last exits.
-    std::thread::sleep(Duration::from_millis(10));
-    for (h, (old, trigger)) in handoffs.iter_mut().zip(olds) {
-        h.exited_ms = watch
-            .exited(old)
-            .map(|at| at.saturating_duration_since(trigger).as_secs_f64() * 1e3);
-    }
+    old_ends(&mut r, &watch, cfg);
     drop(watch);
     let mut log = Vec::new();
     for fam in &gens.families {
@@ -362,12 +294,120 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
     // Dropping the families kills and reaps whatever is left.
     drop(gens);
     Ok(Run {
-        handoffs,
-        errors,
-        samples,
+        handoffs: r.handoffs,
+        errors: r.errors,
+        samples: r.samples,
         recorded,
         log,
     })
+}
+
+/// The first generation, started and serving.
+fn start_first(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Gens, String> {
+    let first = spawn(&s.name, &s.cmd).map_err(|e| format!("cannot start {:?}: {e}", s.cmd))?;
+    let cur = match &s.nginx {
+        Some(n) => nginx_started(&first, n, target, cfg)?,
+        None => {
+            wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
+            first.root()
+        }
+    };
+    Ok(Gens {
+        cur,
+        families: vec![first],
+    })
+}
+
+/// What the restarts of one run did, before the old processes' ends are known.
+struct Restarts {
+    handoffs: Vec<Handoff>,
+    errors: Vec<String>,
+    samples: Vec<ProcSample>,
+    /// Each old process and the instant its restart was triggered.
+    olds: Vec<(i32, Instant)>,
+}
+
+/// The restarts, spread evenly over the load, slow requests fired before each; stops at the
+/// first restart that fails. `watch` learns every old process.
+fn restarts(
+    s: &Strategy,
+    gens: &mut Gens,
+    load: &Load,
+    watch: &ExitWatch,
+    cfg: &RunCfg,
+) -> Restarts {
+    let t0 = load.started();
+    let mut r = Restarts {
+        handoffs: Vec::new(),
+        errors: Vec::new(),
+        samples: Vec::new(),
+        olds: Vec::new(),
+    };
+    for i in 0..cfg.upgrades {
+        let at = t0
+            + Duration::from_secs_f64(cfg.seconds * (i as f64 + 1.0) / (cfg.upgrades as f64 + 1.0));
+        if cfg.slow > 0 {
+            sleep_until(at.checked_sub(cfg.slow_lead).unwrap_or(at));
+            load.fire_slow(cfg.slow, &cfg.slow_path, cfg.slow_timeout);
+        }
+        sleep_until(at);
+        r.samples.push(sample(gens.cur));
+        let old = gens.cur;
+        let trigger = Instant::now();
+        match restart(s, gens, cfg) {
+            Ok((ready_ms, sched)) => {
+                r.handoffs.push(Handoff {
+                    at: (trigger - t0).as_secs_f64(),
+                    ready_ms,
+                    sched,
+                    ..Handoff::default()
+                });
+                r.olds.push((old, trigger));
+                watch.watch(old);
+            }
+            Err(e) => {
+                r.errors.push(format!("restart {}: {e}", i + 1));
+                break;
+            }
+        }
+    }
+    r
+}
+
+/// One restart, the strategy's way.
+fn restart(s: &Strategy, gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
+    match s.kind {
+        Kind::Graceful => graceful(gens, cfg),
+        Kind::Naive => naive(gens, s, cfg).map(|r| (r, None)),
+        Kind::ReusePort => reuseport(gens, s, cfg).map(|r| (r, None)),
+        Kind::Nginx => nginx_upgrade(gens, s, cfg).map(|r| (r, None)),
+    }
+}
+
+/// How and when each old process ended: reaped (its status, trigger → reaped) and exited
+/// (trigger → a zombie or gone, from `watch`).
+fn old_ends(r: &mut Restarts, watch: &ExitWatch, cfg: &RunCfg) {
+    for (h, &(old, trigger)) in r.handoffs.iter_mut().zip(&r.olds) {
+        match reaper::wait_gone(old, trigger, cfg.step_timeout) {
+            Some(Gone::Reaped(exit)) => {
+                h.old_exit = Some(exit.to_string());
+                h.gone_ms = reaper::reaped_at(old, trigger)
+                    .map(|(_, when)| (when - trigger).as_secs_f64() * 1e3);
+            }
+            Some(Gone::ReapedElsewhere) => h.old_exit = Some("reaped elsewhere".into()),
+            None => r.errors.push(format!(
+                "old process {old} still alive {:?} after the load ended",
+                cfg.step_timeout
+            )),
+        }
+    }
+    // The watcher polls every 2 ms: give it the time to see the last exits.
+    std::thread::sleep(Duration::from_millis(10));
+    for (h, &(old, trigger)) in r.handoffs.iter_mut().zip(&r.olds) {
+        h.exited_ms = watch
+            .exited(old)
+            .map(|at| at.saturating_duration_since(trigger).as_secs_f64() * 1e3);
+    }
 }
 
 /// Milliseconds on a CPU and waiting for one in a run queue, per thread of `pid`.
@@ -483,57 +523,19 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
     if !signal(gens.cur, cfg.upgrade_signal) {
         return Err(format!("pid {} is gone", gens.cur));
     }
-    let failed = |l: &str| l.contains("upgrade failed") || l.contains("upgrade refused");
-    let is_spawned = |l: &str| l.contains("spawned successor pid=") || failed(l);
-    // Until the library says it spawned the successor (after its `exec`), look at the
-    // children of the old process every 200 ms if it takes longer.
     let mut stuck = Vec::new();
-    let deadline = Instant::now() + cfg.step_timeout;
-    let line = loop {
-        let step =
-            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
-        if let Some((_, line)) = fam.stderr.wait_for_line(mark, is_spawned, step) {
-            break line;
-        }
-        if Instant::now() >= deadline {
-            return Err(
-                "no `spawned successor pid=` log line (is RUST_LOG at info for actix_graceful?)"
-                    .into(),
-            );
-        }
-        for child in children(gens.cur) {
-            note(
-                &mut stuck,
-                format!("child {child} before exec done: {}", proc_state(child)),
-            );
-        }
-    };
-    if failed(&line) {
-        return Err(line);
-    }
-    let new = number_after(&line, "spawned successor pid=")
-        .map(|p| p as i32)
-        .ok_or_else(|| format!("no pid in {line:?}"))?;
-    fam.add_pid(new);
+    let new = wait_spawned(fam, mark, gens.cur, cfg, &mut stuck)?;
+    // A successor not ready after 200 ms: note what it is doing (every 200 ms), to tell a CPU
+    // shortage from a process blocked in the kernel.
     let key = format!("successor pid={new} ready after");
-    let is_ready = |l: &str| l.contains(&key) || failed(l);
-    // A successor not ready after 200 ms: look at what it is doing (every 200 ms), to tell
-    // a CPU shortage from a process blocked in the kernel.
-    let deadline = Instant::now() + cfg.step_timeout;
-    let line = loop {
-        let step =
-            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
-        if let Some((_, line)) = fam.stderr.wait_for_line(mark, is_ready, step) {
-            break line;
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("no `{key}` log line"));
-        }
-        note(&mut stuck, format!("successor: {}", proc_state(new)));
-    };
-    if failed(&line) {
-        return Err(line);
-    }
+    let line = wait_line(
+        fam,
+        mark,
+        |l| l.contains(&key),
+        cfg,
+        &format!("no `{key}` log line"),
+        || note(&mut stuck, format!("successor: {}", proc_state(new))),
+    )?;
     let after = task_sched(gens.cur);
     let predecessor_wait = after
         .iter()
@@ -554,6 +556,71 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
     });
     gens.cur = new;
     Ok((number_after(&line, "ready after"), sched))
+}
+
+/// A line of the library's that says the upgrade failed or was refused.
+fn upgrade_failed(l: &str) -> bool {
+    l.contains("upgrade failed") || l.contains("upgrade refused")
+}
+
+/// Waits (at most the step timeout) for a line from stderr line `mark` on that `wanted`
+/// accepts, calling `meanwhile` every 200 ms until it comes. The line; an error with the line
+/// if the upgrade failed first, or saying `missing` on timeout.
+fn wait_line(
+    fam: &ServerFamily,
+    mark: usize,
+    wanted: impl Fn(&str) -> bool,
+    cfg: &RunCfg,
+    missing: &str,
+    mut meanwhile: impl FnMut(),
+) -> Result<String, String> {
+    let accept = |l: &str| wanted(l) || upgrade_failed(l);
+    let deadline = Instant::now() + cfg.step_timeout;
+    loop {
+        let step =
+            Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()));
+        if let Some((_, line)) = fam.stderr.wait_for_line(mark, accept, step) {
+            return if upgrade_failed(&line) {
+                Err(line)
+            } else {
+                Ok(line)
+            };
+        }
+        if Instant::now() >= deadline {
+            return Err(missing.to_owned());
+        }
+        meanwhile();
+    }
+}
+
+/// Waits for the library's `spawned successor pid=` line (after the `exec`) from stderr line
+/// `mark` on; returns the successor's pid, added to `fam`. Until then, notes the state of the
+/// old process's children every 200 ms in `stuck`.
+fn wait_spawned(
+    fam: &ServerFamily,
+    mark: usize,
+    old: i32,
+    cfg: &RunCfg,
+    stuck: &mut Vec<String>,
+) -> Result<i32, String> {
+    let line = wait_line(
+        fam,
+        mark,
+        |l| l.contains("spawned successor pid="),
+        cfg,
+        "no `spawned successor pid=` log line (is RUST_LOG at info for actix_graceful?)",
+        || {
+            for child in children(old) {
+                let state = format!("child {child} before exec done: {}", proc_state(child));
+                note(stuck, state);
+            }
+        },
+    )?;
+    let new = number_after(&line, "spawned successor pid=")
+        .map(|p| p as i32)
+        .ok_or_else(|| format!("no pid in {line:?}"))?;
+    fam.add_pid(new);
+    Ok(new)
 }
 
 /// SIGTERM, then start a new process as fast as possible.
