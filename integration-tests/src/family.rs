@@ -66,6 +66,32 @@ pub fn pids_in_line(line: &str) -> Vec<i32> {
     out
 }
 
+/// `RUST_LOG=info` and the tests' probation unless `cmd` sets them; the service manager's
+/// variables of the test's own environment (`LISTEN_*`, `NOTIFY_SOCKET`) removed unless `cmd`
+/// sets them.
+fn server_env(cmd: &mut Command) {
+    let set = |cmd: &Command, var: &str| cmd.get_envs().any(|(k, _)| k == var);
+    if !set(cmd, "RUST_LOG") {
+        cmd.env("RUST_LOG", "info");
+    }
+    // A short probation unless the test sets one: every upgrade still has a fallback that
+    // takes the probation's verdict, without each old process lingering for the default
+    // 10 s (tests of the default and of rollbacks set their own).
+    if !set(cmd, PROBATION_VAR) {
+        cmd.env(PROBATION_VAR, TEST_PROBATION);
+    }
+    for var in [
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "NOTIFY_SOCKET",
+    ] {
+        if !set(cmd, var) {
+            cmd.env_remove(var);
+        }
+    }
+}
+
 /// The guard. See the module docs.
 pub struct ServerFamily {
     name: String,
@@ -83,30 +109,13 @@ pub struct ServerFamily {
 
 impl ServerFamily {
     /// Spawn `cmd` with stdin from /dev/null and stdout/stderr captured. Sets
-    /// `RUST_LOG=info` unless the command sets `RUST_LOG` itself, and does not pass on the
-    /// service manager's variables of the test's own environment (`LISTEN_*`, `NOTIFY_SOCKET`:
-    /// the tests may run under systemd) unless the command sets them itself.
+    /// `RUST_LOG=info` and the tests' short probation ([`TEST_PROBATION`]) unless the command
+    /// sets them itself, and does not pass on the service manager's variables of the test's own
+    /// environment (`LISTEN_*`, `NOTIFY_SOCKET`: the tests may run under systemd) unless the
+    /// command sets them itself.
     pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<ServerFamily> {
         reaper::ensure();
-        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
-            cmd.env("RUST_LOG", "info");
-        }
-        // A short probation unless the test sets one: every upgrade still has a fallback that
-        // takes the probation's verdict, without each old process lingering for the default
-        // 10 s (tests of the default and of rollbacks set their own).
-        if !cmd.get_envs().any(|(k, _)| k == PROBATION_VAR) {
-            cmd.env(PROBATION_VAR, TEST_PROBATION);
-        }
-        for var in [
-            "LISTEN_FDS",
-            "LISTEN_PID",
-            "LISTEN_FDNAMES",
-            "NOTIFY_SOCKET",
-        ] {
-            if !cmd.get_envs().any(|(k, _)| k == var) {
-                cmd.env_remove(var);
-            }
-        }
+        server_env(&mut cmd);
         let prog = cmd.get_program().to_owned();
         // A relative program with a slash is resolved in the child's directory, after chdir.
         let resolved = match cmd.get_current_dir() {

@@ -41,6 +41,12 @@ pub fn hello_bin() -> PathBuf {
     bins::locate("hello", "HELLO_BIN")
 }
 
+/// `hello-fixture`: `hello`'s routes with the tests' knobs (`--early-thread`,
+/// `--child-wait-ms`, ...; env `HELLO_FIXTURE_BIN` overrides).
+pub fn fixture_bin() -> PathBuf {
+    bins::locate("hello-fixture", "HELLO_FIXTURE_BIN")
+}
+
 /// The `plain-listenfd` example (env `PLAIN_LISTENFD_BIN` overrides).
 pub fn plain_listenfd_bin() -> PathBuf {
     bins::locate("plain-listenfd", "PLAIN_LISTENFD_BIN")
@@ -179,10 +185,16 @@ pub fn copy_hello(to: &Path) {
 
 /// A fresh temp dir holding a copy of `hello`; returns the dir (removed on drop) and the copy.
 pub fn private_copy(tag: &str) -> (TempDir, PathBuf) {
+    private_copy_of(&hello_bin(), tag)
+}
+
+/// A fresh temp dir holding a copy of `exe` called `hello`; returns the dir (removed on drop)
+/// and the copy.
+pub fn private_copy_of(exe: &Path, tag: &str) -> (TempDir, PathBuf) {
     let dir = TempDir::new(tag);
-    let exe = dir.join("hello");
-    copy_hello(&exe);
-    (dir, exe)
+    let copy = dir.join("hello");
+    replace_with_copy(&copy, exe);
+    (dir, copy)
 }
 
 /// `p` quoted for a `/bin/sh` script.

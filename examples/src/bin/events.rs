@@ -32,9 +32,7 @@ use futures::{
     stream, StreamExt as _,
 };
 
-#[path = "../shared.rs"]
-mod shared;
-use shared::health;
+use examples::routes::health;
 
 /// Server-sent events and a WebSocket that survive live upgrades (SIGUSR2).
 #[derive(Debug, Clone, clap::Parser)]
@@ -184,10 +182,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             None => Binding::tcp(spec.as_str()),
         })?;
     }
-    shared::print_serving()?;
+    examples::print_serving()?;
     graceful.run(server).await
 }
 
 fn main() -> ExitCode {
-    shared::main("events", serve)
+    examples::main("events", serve)
 }

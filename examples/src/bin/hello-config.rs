@@ -26,9 +26,7 @@ use actix_graceful::{Graceful, GracefulBind as _, Settings};
 use actix_web::{web, App, HttpServer};
 use serde::Deserialize;
 
-#[path = "../shared.rs"]
-mod shared;
-use shared::{reply, sleep};
+use examples::routes::{reply, sleep};
 
 /// The application's own configuration, with actix-graceful's settings as one part of it.
 #[derive(Debug, Default, Deserialize)]
@@ -85,7 +83,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     })
     .workers(2)
     .graceful_bind(listen.as_str())?;
-    shared::print_serving()?;
+    examples::print_serving()?;
     println!(
         "settings: file {:?}, environment {:?}",
         config.graceful,
@@ -95,5 +93,5 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
-    shared::main("hello-config", serve)
+    examples::main("hello-config", serve)
 }

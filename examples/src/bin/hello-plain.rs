@@ -21,9 +21,7 @@ use actix_web::{web, App, HttpServer};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-#[path = "../shared.rs"]
-mod shared;
-use shared::{echo, health, reply, sleep};
+use examples::routes::{echo, health, reply, sleep};
 
 /// actix's own default listen backlog.
 const BACKLOG: i32 = 1024;
@@ -93,7 +91,7 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 fn main() -> ExitCode {
     // No logging set up: the baseline is plain actix.
     let opts = <Options as clap::Parser>::parse();
-    shared::exit(
+    examples::exit(
         "hello-plain",
         actix_web::rt::System::new().block_on(serve(opts)),
     )

@@ -23,9 +23,7 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 use actix_graceful::{Graceful, GracefulBind as _};
 use actix_web::{web, App, HttpServer};
 
-#[path = "../shared.rs"]
-mod shared;
-use shared::{reply, sleep};
+use examples::routes::{reply, sleep};
 
 /// `hello` over TLS (rustls or OpenSSL) or auto-h2c; SIGUSR2 upgrades it live.
 #[derive(Debug, clap::Parser)]
@@ -149,10 +147,10 @@ async fn serve(opts: Options) -> std::io::Result<()> {
             }
         };
     }
-    shared::print_serving()?;
+    examples::print_serving()?;
     graceful.run(server).await
 }
 
 fn main() -> ExitCode {
-    shared::main("hello-tls", serve)
+    examples::main("hello-tls", serve)
 }

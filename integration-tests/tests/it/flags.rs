@@ -3,7 +3,7 @@
 //! `--help` lists every flag with exit status 0. Real processes, each bounded by a timeout.
 
 use integration_tests::reaper::Exit;
-use integration_tests::{bins, hello_bin, run_output};
+use integration_tests::{bins, fixture_bin, hello_bin, run_output};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -58,12 +58,12 @@ fn help_lists(bin: &Path, flags: &[&str]) {
 #[test]
 fn hello_refuses_bad_values_naming_the_flag() {
     let hello = hello_bin();
-    // Before clap, anything but `on` silently meant off.
-    refused(&hello, &["--ipv6-only", "yes"], "--ipv6-only");
     refused(&hello, &["--workers", "x"], "--workers");
     refused(&hello, &["--upgrade-signal", "USR3"], "--upgrade-signal");
     refused(&hello, &["--drain-timeout-ms", "1.5"], "--drain-timeout-ms");
     refused(&hello, &["--no-such-flag"], "--no-such-flag");
+    // A test knob is the fixture's, not the example's.
+    refused(&hello, &["--early-thread"], "--early-thread");
 }
 
 #[test]
@@ -77,22 +77,38 @@ fn hello_help_lists_its_flags() {
             "--upgrade-timeout-ms",
             "--drain-timeout-ms",
             "--shutdown-timeout-s",
-            "--ready-after-ms",
             "--pid-file",
             "--upgrade-signal",
-            "--admin",
             "--pre-stop-ms",
             "--fd-store",
             "--keeper",
             "--env-file",
-            "--ipv6-only",
+            "--admin",
             "--udp-echo",
             "--keep-unclaimed",
+        ],
+    );
+}
+
+#[test]
+fn the_fixture_has_the_test_knobs() {
+    let fixture = fixture_bin();
+    help_lists(
+        &fixture,
+        &[
+            "--listen",
+            "--workers",
+            "--keeper",
+            "--ready-after-ms",
+            "--ipv6-only",
             "--early-thread",
             "--delay-run-ms",
             "--child-wait-ms",
         ],
     );
+    // Before clap, anything but `on` silently meant off.
+    refused(&fixture, &["--ipv6-only", "yes"], "--ipv6-only");
+    refused(&fixture, &["--child-wait-ms", "x"], "--child-wait-ms");
 }
 
 #[test]

@@ -10,8 +10,8 @@ use integration_tests::http::{get_once, wait_for_pid};
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    copy_hello, env_usize, heavy_lock, hello_bin, private_copy, procfs, replace_file, shell_quote,
-    signal, sleep_ms, FailKind, Load, LoadConfig, TempDir,
+    copy_hello, env_usize, fixture_bin, heavy_lock, hello_bin, private_copy, procfs, replace_file,
+    shell_quote, signal, sleep_ms, FailKind, Load, LoadConfig, TempDir,
 };
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -634,20 +634,9 @@ fn a_killed_keeper_takes_its_generation_down_gracefully() {
 #[test]
 fn keeper_leaves_the_apps_children_to_the_app() {
     let _g = heavy_lock();
-    let h = Hello::start(
-        &hello_bin(),
-        &[
-            "--keeper",
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--child-wait-ms",
-            "2500",
-        ],
-    );
+    let knobs = ["--workers", "1", "--child-wait-ms", "2500"];
+    let (h, generation) = start_keeper(&fixture_bin(), &knobs);
     let keeper = h.pid();
-    let generation = h.first_generation();
     let key = format!("hello pid={keeper} child: ");
     let (_, line) = h
         .family

@@ -9,7 +9,8 @@ use integration_tests::hello::{
 };
 use integration_tests::http::{get_once, FailKind};
 use integration_tests::{
-    env_usize, heavy_lock, hello_bin, sleep_ms, Load, LoadConfig, LoadReport, Target, TempDir,
+    env_usize, fixture_bin, heavy_lock, hello_bin, sleep_ms, Load, LoadConfig, LoadReport, Target,
+    TempDir,
 };
 use nix::sys::signal::Signal;
 use std::io::{Read as _, Write as _};
@@ -136,7 +137,10 @@ fn ipv6_loopback_survives_upgrades() {
 /// it. Dual-stack: IPv4 clients are served throughout; v6-only: IPv4 is refused throughout.
 fn dual_stack(v6only: &str) {
     let _g = heavy_lock();
-    let h = Hello::start(&hello_bin(), &["--listen", "[::]:0", "--ipv6-only", v6only]);
+    let h = Hello::start(
+        &fixture_bin(),
+        &["--listen", "[::]:0", "--ipv6-only", v6only],
+    );
     let port = h.target.port().unwrap();
     let v6 = Target::Tcp(format!("[::1]:{port}").parse().unwrap());
     let v4 = Target::Tcp(format!("127.0.0.1:{port}").parse().unwrap());

@@ -10,8 +10,9 @@ use integration_tests::http::wait_for_pid;
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
-    env_usize, heavy_lock, hello_bin, plain_listenfd_bin, private_copy, procfs, replace_file,
-    replace_with_copy, signal, sleep_ms, Load, LoadConfig, LoadReport, TempDir,
+    env_usize, fixture_bin, heavy_lock, hello_bin, plain_listenfd_bin, private_copy,
+    private_copy_of, procfs, replace_file, replace_with_copy, signal, sleep_ms, Load, LoadConfig,
+    LoadReport, TempDir,
 };
 use nix::sys::signal::Signal;
 use std::collections::BTreeSet;
@@ -242,7 +243,7 @@ fn broken_successors_are_killed_and_old_keeps_serving() {
 #[test]
 fn upgrade_to_a_foreign_listenfd_successor() {
     let _g = heavy_lock();
-    let (_dir, exe) = private_copy("foreign");
+    let (_dir, exe) = private_copy_of(&fixture_bin(), "foreign");
     let h = start(&exe, &["--ready-after-ms", "500"]);
     let load = Load::start(LoadConfig::light(h.target.clone()).pids_into(h.family.pid_set()));
     sleep_ms(300);
@@ -732,18 +733,8 @@ fn failed_upgrades_leak_no_fd_and_leave_no_child() {
 #[test]
 fn early_upgrade_signal_with_a_thread_started_before_bind() {
     let _g = heavy_lock();
-    let h = Hello::start(
-        &hello_bin(),
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--early-thread",
-            "--delay-run-ms",
-            "1500",
-        ],
-    );
+    let knobs = ["--workers", "1", "--early-thread", "--delay-run-ms", "1500"];
+    let h = start(&fixture_bin(), &knobs);
     let old = h.pid();
     // The startup line comes before the delay: this SIGUSR2 arrives before `run`.
     let u = upgrade(&h.family, &h.target, old, &UpgradeOpts::default()).unwrap_or_else(|e| {

@@ -1,43 +1,17 @@
-//! What `hello` and `hello-plain` share: the handlers, so the benchmark compares the serving
-//! and not the apps (`/` and `/sleep?ms=N` answer `pid=<pid>` with an `X-Pid` header,
-//! `/health` `ok`, `POST /echo` the body's length), the start-up line, and `main`'s frame (logging, exit status).
-// Each example compiles this file as its own module and uses part of it.
-#![allow(dead_code)]
+//! What the example apps share: the handlers and `hello`'s routes ([`routes`]), the
+//! `--listen [NAME=]ADDR` specs ([`listen`]), the UDP echo of `hello --udp-echo` ([`udp`]), and
+//! the frame of every example's `main` ([`main`]: flags, logging, exit status; the start-up
+//! line [`print_serving`] the tests and the benchmark wait for).
+//!
+//! The apps are the binaries in `src/bin/`: `hello` (the example to start from), its test
+//! fixture `hello-fixture`, `hello-plain` (the benchmark's baseline, plain actix), `hello-tls`,
+//! `events`, `hello-config` and `plain-listenfd`.
 
-use std::{future::Future, io::Write as _, process::ExitCode, time::Duration};
+pub mod listen;
+pub mod routes;
+pub mod udp;
 
-use actix_web::{web, HttpResponse};
-
-/// `pid=<pid>`, header `X-Pid`.
-pub fn reply() -> HttpResponse {
-    let pid = std::process::id();
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", pid.to_string()))
-        .body(format!("pid={pid}\n"))
-}
-
-/// [`reply`] after `ms` milliseconds (at most 10 minutes).
-pub async fn sleep(query: web::Query<std::collections::HashMap<String, String>>) -> HttpResponse {
-    let ms = query.get("ms").and_then(|v| v.parse().ok()).unwrap_or(0u64);
-    actix_web::rt::time::sleep(Duration::from_millis(ms.min(600_000))).await;
-    reply()
-}
-
-/// `POST /echo`: `len=<body bytes> pid=<pid>`, header `X-Pid`; the non-idempotent request a
-/// reverse proxy does not retry on a dead pooled connection.
-pub async fn echo(body: web::Bytes) -> HttpResponse {
-    let pid = std::process::id();
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", pid.to_string()))
-        .body(format!("len={} pid={pid}\n", body.len()))
-}
-
-/// `ok`, header `X-Pid`.
-pub async fn health() -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header(("X-Pid", std::process::id().to_string()))
-        .body("ok\n")
-}
+use std::{future::Future, io::Write as _, process::ExitCode};
 
 /// Success, or the error on stderr prefixed with `name` (the library returns errors and does
 /// not log them: this is their one report) and a failure status: keeper mode's own
