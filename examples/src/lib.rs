@@ -1,5 +1,6 @@
 //! What the example apps share: the handlers and `hello`'s routes ([`routes`]), the
-//! `--listen [NAME=]ADDR` specs ([`listen`]), the UDP echo of `hello --udp-echo` ([`udp`]), and
+//! `--listen [NAME=]ADDR` specs ([`listen`]), the UDP echo of `hello --udp-echo` ([`udp`]),
+//! `hello --admin`'s upgrade endpoint and where it is served ([`admin`]), and
 //! the frame of every example's `main` ([`main`]: flags, logging, exit status; the start-up
 //! line [`print_serving`] the tests and the benchmark wait for).
 //!
@@ -7,6 +8,7 @@
 //! fixture `hello-fixture`, `hello-plain` (the benchmark's baseline, plain actix), `hello-tls`,
 //! `events`, `hello-config` and `plain-listenfd`.
 
+pub mod admin;
 pub mod listen;
 pub mod routes;
 pub mod udp;

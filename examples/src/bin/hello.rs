@@ -10,7 +10,9 @@
 //! same after N ms), `POST /echo` (`len=<body bytes> pid=<pid>`), `/health` (200 while the
 //! process answers), `/ready` (the readiness probe, `actix_graceful::readiness`: 503 from
 //! SIGTERM on), `/env?name=X` (the value of environment variable X, 404 when unset); with
-//! `--admin`, `POST /admin/upgrade`.
+//! `--admin`, `POST /admin/upgrade` (an upgrade through an `UpgradeHandle`, answered with its
+//! outcome), served only on the listener named `admin`, or, when no listener is named, on the
+//! loopback and Unix-socket ones (`examples::admin`).
 //!
 //! Flags (`--help` lists them; a bad value is an error naming the flag, exit status 2):
 //! where to listen (`--listen`, repeatable, `NAME=ADDR` for a systemd fd name; default from
@@ -22,9 +24,9 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use actix_graceful::{Graceful, GracefulBind as _, UpgradeHandle};
-use actix_web::{web, App, HttpResponse, HttpServer};
-use examples::{listen, routes, udp, UpgradeSignal};
+use actix_graceful::{Graceful, GracefulBind as _};
+use actix_web::{App, HttpServer};
+use examples::{admin, listen, routes, udp, UpgradeSignal};
 
 /// The example app: answers with its pid; SIGUSR2 upgrades it live to the binary now at its path.
 #[derive(Debug, clap::Parser)]
@@ -67,7 +69,8 @@ struct Options {
     /// `KEY=VALUE` lines set over a successor's environment, re-read at every upgrade
     #[arg(long, value_name = "PATH")]
     env_file: Option<String>,
-    /// Add `POST /admin/upgrade` (upgrades through an `UpgradeHandle`)
+    /// Add `POST /admin/upgrade` (upgrades through an `UpgradeHandle`), on the listener named
+    /// `admin`, else on loopback and Unix-socket listeners
     #[arg(long)]
     admin: bool,
     /// A UDP echo service: the inherited UDP socket NAME, else one bound at ADDR (repeatable)
@@ -86,16 +89,12 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     let graceful = graceful(&opts)?;
     let upgrades = opts.admin.then(|| graceful.handle());
     let mut server = HttpServer::new(move || {
-        let app = App::new()
+        App::new()
             .wrap(actix_graceful::LameDuck) // Connection: close while handing over
-            .configure(routes::hello);
-        match upgrades.clone() {
-            Some(handle) => app
-                .app_data(web::Data::new(handle))
-                .route("/admin/upgrade", web::post().to(admin_upgrade)),
-            None => app,
-        }
+            .configure(routes::hello)
+            .configure(admin::routes(upgrades.clone()))
     })
+    .on_connect(admin::on_connect) // which listener a connection came in on
     .workers(opts.workers);
     for spec in listen::specs(&opts.listen) {
         server = server.graceful_bind(listen::binding(&spec))?; // was: .bind(addr)?
@@ -143,13 +142,4 @@ fn graceful(opts: &Options) -> std::io::Result<Graceful> {
         graceful = graceful.upgrade_signal(signal.number());
     }
     Ok(graceful)
-}
-
-/// `POST /admin/upgrade`: upgrades through the handle; answers with the successor's pid or
-/// why there is none.
-async fn admin_upgrade(handle: web::Data<UpgradeHandle>) -> HttpResponse {
-    match handle.upgrade().await {
-        Ok(upgraded) => HttpResponse::Ok().body(format!("upgraded to pid={}\n", upgraded.pid())),
-        Err(err) => HttpResponse::Conflict().body(format!("upgrade failed: {err}\n")),
-    }
 }

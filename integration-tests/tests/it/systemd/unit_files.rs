@@ -2,14 +2,17 @@
 //! (unknown keys, bad values, missing binaries, broken references between the units), and their
 //! `ExecStart=` command lines run for real: `hello.service`'s and `hello-handoff.service`'s
 //! directly (their `${VAR}`s expanded from `Environment=`, as systemd does), the socket-activated
-//! pair's under `systemd-socket-activate` with the `.socket` units' names.
+//! pair's under `systemd-socket-activate` with the `.socket` units' names, whose upgrade
+//! endpoint only the admin socket serves.
 
 use super::{unit_text, units_dir};
 use integration_tests::activation::socket_activate;
-use integration_tests::hello::{wait_startup, Hello};
-use integration_tests::http::{get_once, Target};
+use integration_tests::hello::{number_after, wait_startup, Hello, Startup};
+use integration_tests::http::{get_once, post_once, wait_for_pid, Target};
 use integration_tests::reaper::{Exit, Gone};
-use integration_tests::{free_port, heavy_lock, hello_bin, run_output, signal, TempDir};
+use integration_tests::{
+    free_port, heavy_lock, hello_bin, run_output, signal, ServerFamily, TempDir,
+};
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::process::Command;
@@ -174,53 +177,122 @@ fn run_service_command_line(name: &str) {
     );
 }
 
+/// `hello-activated.service` as systemd starts it on the first connection to its sockets:
+/// the unit's `ExecStart=` under `systemd-socket-activate` with the `.socket` units' names
+/// (`public`, then `admin`), on loopback ports other than the unit's.
+struct Activated {
+    fam: ServerFamily,
+    startup: Startup,
+    public: Target,
+    admin: Target,
+}
+
+impl Activated {
+    /// Starts it; returns once the first request (`GET /` on the public socket) is answered.
+    fn start() -> Activated {
+        let (public, admin) = (free_port(), free_port());
+        // The .socket units' names, in the order systemd would pass them.
+        let name_of = |socket_unit: &str| {
+            unit_text(socket_unit)
+                .lines()
+                .find_map(|l| l.strip_prefix("FileDescriptorName="))
+                .map(str::to_owned)
+                .expect("FileDescriptorName=")
+        };
+        let fdnames = format!(
+            "--fdname={}:{}",
+            name_of("hello-public.socket"),
+            name_of("hello-admin.socket")
+        );
+        let text = unit_text("hello-activated.service");
+        let env = unit_env(&text, &[]);
+        let args: Vec<String> = exec_args(&text, &env, "/run")
+            .into_iter()
+            // Different ports than the unit's fallbacks: only the names can find the sockets.
+            .map(|a| a.replace("8080", "1").replace("8081", "2"))
+            .collect();
+        let listen = [format!("127.0.0.1:{public}"), format!("127.0.0.1:{admin}")];
+        let fam = socket_activate(&listen, &[fdnames], &hello_bin(), &args);
+        // The launcher starts the service on the first connection.
+        let public = Target::parse(&listen[0]).unwrap();
+        let r = get_once(&public, "/", T).expect("GET / on the public socket");
+        let startup = wait_startup(&fam, 0, T)
+            .unwrap_or_else(|| panic!("no startup line\n{}", fam.output_tail(20)));
+        println!("{}", startup.line);
+        assert_eq!(r.pid, Some(startup.pid));
+        let admin = Target::parse(&listen[1]).unwrap();
+        Activated {
+            fam,
+            startup,
+            public,
+            admin,
+        }
+    }
+}
+
 #[test]
 fn socket_activated_units_hand_hello_its_named_sockets() {
     let _g = heavy_lock();
-    let public = free_port();
-    let admin = free_port();
-    // The .socket units' names, in the order systemd would pass them.
-    let name_of = |socket_unit: &str| {
-        unit_text(socket_unit)
-            .lines()
-            .find_map(|l| l.strip_prefix("FileDescriptorName="))
-            .map(str::to_owned)
-            .expect("FileDescriptorName=")
-    };
-    let fdnames = format!(
-        "--fdname={}:{}",
-        name_of("hello-public.socket"),
-        name_of("hello-admin.socket")
-    );
-    let text = unit_text("hello-activated.service");
-    let env = unit_env(&text, &[]);
-    let args: Vec<String> = exec_args(&text, &env, "/run")
-        .into_iter()
-        // Different ports than the unit's fallbacks: only the names can find the sockets.
-        .map(|a| a.replace("8080", "1").replace("8081", "2"))
-        .collect();
-    let listen = [format!("127.0.0.1:{public}"), format!("127.0.0.1:{admin}")];
-    let fam = socket_activate(&listen, &[fdnames], &hello_bin(), &args);
-    // The launcher starts the service on the first connection.
-    let public_target = Target::parse(&listen[0]).unwrap();
-    let r = get_once(&public_target, "/", T).expect("GET / on the public socket");
-    let st = wait_startup(&fam, 0, T)
-        .unwrap_or_else(|| panic!("no startup line\n{}", fam.output_tail(20)));
-    println!("{}", st.line);
-    assert_eq!(r.pid, Some(st.pid));
-    let addrs: Vec<(String, bool)> = st
+    let a = Activated::start();
+    let addrs: Vec<(String, bool)> = a
+        .startup
         .listeners
         .iter()
         .map(|l| (l.addr.clone(), l.inherited))
         .collect();
+    let want = [a.public.to_string(), a.admin.to_string()];
     assert_eq!(
         addrs,
-        [(listen[0].clone(), true), (listen[1].clone(), true)],
+        [(want[0].clone(), true), (want[1].clone(), true)],
         "both sockets taken over by name"
     );
-    let admin_target = Target::parse(&listen[1]).unwrap();
-    let r = get_once(&admin_target, "/health", T).expect("GET /health on the admin socket");
+    let r = get_once(&a.admin, "/health", T).expect("GET /health on the admin socket");
     assert_eq!(r.status, 200);
-    assert!(signal(st.pid, Signal::SIGTERM));
-    assert_eq!(fam.wait_gone(st.pid, T), Some(Gone::Reaped(Exit::Code(0))));
+    assert!(signal(a.startup.pid, Signal::SIGTERM));
+    let gone = a.fam.wait_gone(a.startup.pid, T);
+    assert_eq!(gone, Some(Gone::Reaped(Exit::Code(0))));
+}
+
+/// The unit's `--admin` endpoint, `POST /admin/upgrade`, is served on the socket named `admin`
+/// alone: the public one answers 404 (though on loopback here: the names decide), before and
+/// after the upgrade the admin one triggers.
+#[test]
+fn the_upgrade_endpoint_is_served_on_the_admin_socket_only() {
+    let _g = heavy_lock();
+    let a = Activated::start();
+    let old = a.startup.pid;
+    let post = |target: &Target| {
+        post_once(target, "/admin/upgrade", Duration::from_secs(30))
+            .unwrap_or_else(|f| panic!("POST {target}: {f}\n{}", a.fam.output_tail(20)))
+    };
+    let public = post(&a.public);
+    println!("public: {} {:?}", public.status, public.text());
+    assert_eq!(public.status, 404, "{}", a.fam.output_tail(20));
+    assert!(
+        a.fam
+            .stderr
+            .find(0, |l| l.contains("spawned successor"))
+            .is_empty(),
+        "the public POST started an upgrade"
+    );
+    let upgraded = post(&a.admin);
+    let body = upgraded.text();
+    println!("admin: {} {body:?}", upgraded.status);
+    assert_eq!(upgraded.status, 200, "{body}");
+    let new = number_after(&body, "upgraded to pid=").expect("the successor's pid") as i32;
+    a.fam.add_pid(new);
+    assert_eq!(
+        wait_for_pid(&a.public, "/", |p| p == new, T),
+        Some(new),
+        "the successor serves the public socket"
+    );
+    assert_eq!(post(&a.public).status, 404, "the successor's public socket");
+    assert_eq!(
+        a.fam.wait_gone(old, T),
+        Some(Gone::Reaped(Exit::Code(0))),
+        "{}",
+        a.fam.output_tail(20)
+    );
+    assert!(signal(new, Signal::SIGTERM));
+    assert_eq!(a.fam.wait_gone(new, T), Some(Gone::Reaped(Exit::Code(0))));
 }
