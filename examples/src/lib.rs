@@ -1,6 +1,7 @@
 //! What the example apps share: the handlers and `hello`'s routes ([`routes`]), the
 //! `--listen [NAME=]ADDR` specs ([`listen`]), the UDP echo of `hello --udp-echo` ([`udp`]),
-//! `hello --admin`'s upgrade endpoint and where it is served ([`admin`]), and
+//! `hello --admin`'s upgrade endpoint and where it is served ([`admin`]), the knobs that make
+//! `hello` a bad build for the deploy tests ([`knobs`]), and
 //! the frame of every example's `main` ([`main`]: flags, logging, exit status; the start-up
 //! line [`print_serving`] the tests and the benchmark wait for).
 //!
@@ -9,6 +10,7 @@
 //! `events`, `hello-config` and `plain-listenfd`.
 
 pub mod admin;
+pub mod knobs;
 pub mod listen;
 pub mod routes;
 pub mod udp;

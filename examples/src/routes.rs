@@ -6,15 +6,15 @@ use std::{collections::HashMap, time::Duration};
 
 use actix_web::{web, HttpResponse};
 
-/// `hello`'s routes (and `hello-fixture`'s): `/` ([`reply`]), `/sleep?ms=N` ([`sleep`]),
-/// `POST /echo` ([`echo`]), `/health` ([`health`], 200 while the process answers), `/ready`
-/// (the readiness probe, `actix_graceful::readiness`: 503 from SIGTERM on) and `/env?name=X`
-/// ([`env`]).
+/// `hello`'s routes (and `hello-fixture`'s): `/` ([`reply`], or `HELLO_FAIL_STATUS`'s status:
+/// [`crate::knobs`]), `/sleep?ms=N` ([`sleep`]), `POST /echo` ([`echo`]), `/health` ([`health`],
+/// 200 while the process answers, 503 with `HELLO_UNHEALTHY`), `/ready` (the readiness probe,
+/// `actix_graceful::readiness`: 503 from SIGTERM on) and `/env?name=X` ([`env`]).
 pub fn hello(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(|| async { reply() }))
+    cfg.route("/", web::get().to(crate::knobs::root))
         .route("/sleep", web::get().to(sleep))
         .route("/echo", web::post().to(echo))
-        .route("/health", web::get().to(health))
+        .route("/health", web::get().to(crate::knobs::health))
         .route("/ready", web::get().to(actix_graceful::readiness))
         .route("/env", web::get().to(env));
 }

@@ -21,16 +21,23 @@
 //! `--fd-store`, `--keeper`, `--env-file`; over the `ACTIX_GRACEFUL_*` variables), an upgrade
 //! endpoint (`--admin`), and other inherited fds (`--udp-echo`, `--keep-unclaimed`). Logs with
 //! `RUST_LOG`. The test-only knobs are `hello-fixture`'s.
+//!
+//! Every check the crate offers is on: the readiness check (`Graceful::ready_when`), the
+//! self-probe `GET /health` (`Graceful::self_probe`), and the probation (10 s, with its
+//! error-rate rule; `--probation-ms`). Environment variables that make `hello` a bad build, as
+//! a deploy would install one behind a wrapper script (`examples::knobs`): `HELLO_UNHEALTHY=1`
+//! (`/health` answers 503 and the readiness check fails), `HELLO_FAIL_STATUS=CODE` (every `/`
+//! answers CODE), `HELLO_WARMUP_MS=N` (the readiness check passes after N ms).
 
 use std::{process::ExitCode, time::Duration};
 
 use actix_graceful::{Graceful, GracefulBind as _};
 use actix_web::{App, HttpServer};
-use examples::{admin, listen, routes, udp, UpgradeSignal};
+use examples::{admin, knobs, listen, routes, udp, UpgradeSignal};
 
 /// The example app: answers with its pid; SIGUSR2 upgrades it live to the binary now at its path.
 #[derive(Debug, clap::Parser)]
-#[command(name = "hello", args_override_self = true)]
+#[command(name = "hello", args_override_self = true, after_help = BAD_BUILD_HELP)]
 struct Options {
     /// `[NAME=]ADDR` or `[NAME=]unix:/path` (repeatable; NAME: a systemd fd name). Default:
     /// `HELLO_LISTEN` (comma-separated), else 127.0.0.1:8080
@@ -81,6 +88,17 @@ struct Options {
     keep_unclaimed: bool,
 }
 
+/// `--help`'s last words: the environment that makes a bad build.
+const BAD_BUILD_HELP: &str = "Checks: hello runs its readiness check and the self-probe GET \
+/health before it serves, and a new build is on probation (10 s, --probation-ms) with the \
+error-rate rule.
+
+Environment (a bad build, as a deploy would install one behind a wrapper script):
+  HELLO_UNHEALTHY=1        /health answers 503 and the readiness check fails
+  HELLO_FAIL_STATUS=CODE   every / answers CODE (e.g. 500)
+  HELLO_WARMUP_MS=N        the readiness check passes only after N ms
+  ACTIX_GRACEFUL_*         actix-graceful's settings (the flags win over them)";
+
 fn main() -> ExitCode {
     examples::main("hello", serve)
 }
@@ -115,7 +133,13 @@ async fn serve(opts: Options) -> std::io::Result<()> {
 /// (`Graceful::with_env`), the flags win over them; the library's defaults for the rest.
 fn graceful(opts: &Options) -> std::io::Result<Graceful> {
     let ms = Duration::from_millis;
-    let mut graceful = Graceful::new().with_env()?;
+    // Every check the crate offers: the app's readiness check, then GET /health over a private
+    // socket, before this process takes its first connection; the probation's error-rate rule
+    // is on by default.
+    let mut graceful = Graceful::new()
+        .ready_when(knobs::readiness_check)
+        .self_probe("/health")
+        .with_env()?;
     graceful = graceful.fd_store(opts.fd_store).keeper(opts.keeper);
     if let Some(t) = opts.upgrade_timeout_ms {
         graceful = graceful.upgrade_timeout(ms(t));
