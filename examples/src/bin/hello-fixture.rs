@@ -9,7 +9,9 @@
 //! IPv6 sockets: `Binding::ipv6_only`), `--early-thread` (start a thread before the crate's
 //! first use, as a log appender or an exporter would), `--delay-run-ms N` (wait N ms between
 //! binding and `run`), `--child-wait-ms N` (on a thread started before `run`, spawn a child
-//! that exits 7, wait for it N ms later and print `hello pid=<pid> child: <status>`).
+//! that exits 7, wait for it N ms later and print `hello pid=<pid> child: <status>`),
+//! `--self-probe PATH` (the self-probe alone, without `hello`'s readiness check:
+//! `Graceful::self_probe`), `--env-file PATH` (`Graceful::successor_env_file`).
 
 use std::{process::ExitCode, time::Duration};
 
@@ -46,6 +48,12 @@ struct Options {
     /// Spawn a child that exits 7 and wait for it N ms later, on a thread
     #[arg(long, value_name = "N")]
     child_wait_ms: Option<u64>,
+    /// The self-probe alone (no readiness check): GET PATH before serving
+    #[arg(long, value_name = "PATH")]
+    self_probe: Option<String>,
+    /// `KEY=VALUE` lines set over a successor's environment, re-read at every upgrade
+    #[arg(long, value_name = "PATH")]
+    env_file: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +71,12 @@ async fn serve(opts: Options) -> std::io::Result<()> {
     let mut graceful = Graceful::new().with_env()?.keeper(opts.keeper);
     if let Some(t) = opts.ready_after_ms {
         graceful = graceful.successor_ready_after(Duration::from_millis(t));
+    }
+    if let Some(path) = &opts.self_probe {
+        graceful = graceful.self_probe(path);
+    }
+    if let Some(path) = &opts.env_file {
+        graceful = graceful.successor_env_file(path);
     }
     let mut server = HttpServer::new(|| {
         App::new()

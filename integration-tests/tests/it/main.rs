@@ -31,6 +31,7 @@ mod listeners;
 mod notify;
 mod pooled;
 mod proxy;
+mod safe_deploys;
 mod settings;
 mod soak;
 mod socket_activation;

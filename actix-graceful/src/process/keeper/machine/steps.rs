@@ -128,7 +128,7 @@ impl Machine {
 
     /// A new generation is ready after an upgrade: the one it replaces drains, and stands by
     /// as the fallback when the new one is on probation and the replaced one had passed its
-    /// own (else the fallback already standing by stays it).
+    /// own or none stands by yet (else the fallback already standing by stays it).
     fn upgraded(&mut self, now: Instant, ms: f64, ready: Ready) {
         self.restart = None;
         let new = self.generation(now, &ready);
@@ -148,7 +148,10 @@ impl Machine {
             ),
         );
         self.control(prev.pid, Control::Replaced);
-        if new.probation_until.is_some() && prev.probation_until.is_none() {
+        // The one to fall back to: the last generation that passed its probation; with none
+        // standing by, the one replaced, proven or not (it served, the new one has not yet).
+        let stands_by = prev.probation_until.is_none() || self.fallback.is_none();
+        if new.probation_until.is_some() && stands_by {
             self.release_fallback();
             self.fallback = Some(prev);
         } else {

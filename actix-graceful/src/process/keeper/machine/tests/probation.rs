@@ -157,6 +157,24 @@ fn quick_upgrades_keep_one_generation_standing_by_the_last_good_one() {
 }
 
 #[test]
+fn an_unproven_first_generation_stands_by_when_nothing_else_does() {
+    let mut k = Keeper::new();
+    k.on(Event::Begin);
+    k.ready_on_probation(10, 10_000); // the first generation, on probation itself
+    k.at(500).signal(Signal::SIGUSR2);
+    let actions = k.at(1000).ready_on_probation(11, 10_000);
+    assert!(
+        !actions.contains(&Action::Control(pid(10), Control::Release)),
+        "it stands by: {actions:?}"
+    );
+    let actions = k.at(2000).exited(11, 137, "killed by signal SIGKILL");
+    assert!(
+        actions.contains(&Action::Control(pid(10), Control::TakeBack)),
+        "{actions:?}"
+    );
+}
+
+#[test]
 fn a_crash_loop_of_a_new_build_rolls_back_to_the_good_build() {
     let mut k = on_probation();
     k.at(11_000).reports(11, Report::Passed { pid: pid(11) });
