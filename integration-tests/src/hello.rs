@@ -106,6 +106,33 @@ impl Hello {
         self.startup.pid
     }
 
+    /// The first line of the family's stderr from index `from` that contains `needle`, within
+    /// `secs`; panics with the output's tail when none comes.
+    pub fn wait_line(&self, from: usize, needle: &str, secs: u64) -> String {
+        self.family
+            .stderr
+            .wait_for_line(from, |l| l.contains(needle), Duration::from_secs(secs))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{needle}` line within {secs} s\n{}",
+                    self.family.output_tail(40)
+                )
+            })
+            .1
+    }
+
+    /// Waits up to 10 s until a fresh connection's `GET /health` is answered by `pid`; panics
+    /// (saying `what` should serve) when it is not.
+    pub fn serves(&self, pid: i32, what: &str) {
+        let got = wait_for_pid(
+            &self.target,
+            "/health",
+            |p| p == pid,
+            Duration::from_secs(10),
+        );
+        assert_eq!(got, Some(pid), "{what}: pid {pid} should serve");
+    }
+
     /// Keeper mode: waits up to 20 s until the keeper (this `hello`) reports its first
     /// generation ready, adds that generation to the family (killed and reaped with it), and
     /// returns its pid. Panics, with the output's tail, if no report comes.

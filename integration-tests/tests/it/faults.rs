@@ -10,7 +10,7 @@
 //! script with a child of its own: the whole group is killed, nothing is left on the port.
 
 use integration_tests::hello::{upgrade, wait_spawned, Hello, UpgradeOpts};
-use integration_tests::http::{get_once, wait_for_pid};
+use integration_tests::http::get_once;
 use integration_tests::load::{join_slow, spawn_slow};
 use integration_tests::reaper::{Exit, Gone};
 use integration_tests::{
@@ -93,27 +93,11 @@ impl Rig {
     }
 
     fn wait_line(&self, from: usize, needle: &str, secs: u64) -> String {
-        self.h
-            .family
-            .stderr
-            .wait_for_line(from, |l| l.contains(needle), Duration::from_secs(secs))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no `{needle}` line within {secs} s\n{}",
-                    self.h.family.output_tail(30)
-                )
-            })
-            .1
+        self.h.wait_line(from, needle, secs)
     }
 
     fn serves(&self, pid: i32, what: &str) {
-        let got = wait_for_pid(
-            &self.h.target,
-            "/health",
-            |p| p == pid,
-            Duration::from_secs(10),
-        );
-        assert_eq!(got, Some(pid), "{what}: pid {pid} should serve");
+        self.h.serves(pid, what);
     }
 }
 

@@ -241,15 +241,7 @@ fn failed_upgrade_keeps_the_generation_and_a_crash_loop_ends_the_keeper() {
     // A failed upgrade: the generation serves on.
     let mark = h.family.stderr.len();
     assert!(signal(keeper, Signal::SIGUSR2));
-    let (_, line) = h
-        .family
-        .stderr
-        .wait_for_line(
-            mark,
-            |l| l.contains("upgrade failed"),
-            Duration::from_secs(10),
-        )
-        .unwrap_or_else(|| panic!("no `upgrade failed`\n{}", h.family.output_tail(30)));
+    let line = h.wait_line(mark, "upgrade failed", 10);
     println!("{line}");
     assert!(line.contains(&format!("generation pid={gen} keeps serving")));
     assert_eq!(

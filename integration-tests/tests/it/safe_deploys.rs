@@ -88,30 +88,11 @@ impl Rig {
     }
 
     fn line(&self, from: usize, needle: &str, secs: u64) -> String {
-        let found = self.h.family.stderr.wait_for_line(
-            from,
-            |l| l.contains(needle),
-            Duration::from_secs(secs),
-        );
-        found
-            .unwrap_or_else(|| {
-                panic!(
-                    "no `{needle}` within {secs} s\n{}",
-                    self.h.family.output_tail(40)
-                )
-            })
-            .1
+        self.h.wait_line(from, needle, secs)
     }
 
-    /// The pid a fresh connection's `GET /health` is answered by, once it is `pid`.
     fn serves(&self, pid: i32, what: &str) {
-        let got = wait_for_pid(
-            &self.h.target,
-            "/health",
-            |p| p == pid,
-            Duration::from_secs(10),
-        );
-        assert_eq!(got, Some(pid), "{what}: pid {pid} should serve");
+        self.h.serves(pid, what);
     }
 
     fn stop_load(&mut self) -> LoadReport {
@@ -310,15 +291,7 @@ fn a_build_failing_its_self_probe_answers_no_request() {
         let mark = h.family.stderr.len();
         assert!(signal(old, Signal::SIGUSR2));
         let succ = wait_spawned(&h.family, mark, Duration::from_secs(10)).expect("spawned");
-        let (_, line) = h
-            .family
-            .stderr
-            .wait_for_line(
-                mark,
-                |l| l.contains("upgrade failed"),
-                Duration::from_secs(20),
-            )
-            .unwrap_or_else(|| panic!("no failure\n{}", h.family.output_tail(30)));
+        let line = h.wait_line(mark, "upgrade failed", 20);
         println!("round {round}: {line}");
         assert!(line.contains(&format!(
             "successor pid={succ} is not ready: self-probe: GET /health answered 503"
