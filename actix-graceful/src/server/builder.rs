@@ -4,12 +4,11 @@
 
 use std::{fmt, future::Future, io, path::PathBuf, sync::Arc, time::Duration};
 
-use futures::{channel::mpsc, FutureExt as _};
+use futures::{channel::mpsc, future::LocalBoxFuture, FutureExt as _};
 
 use super::{
-    gate,
     handle::{Reply, UpgradeHandle},
-    probation::{self, ErrorRate},
+    probation::ErrorRate,
 };
 use crate::{
     events::{self, Event},
@@ -24,6 +23,19 @@ const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default probation of a new build (see [`Graceful::probation`]).
 const DEFAULT_PROBATION: Duration = Duration::from_secs(10);
+
+/// An app's check (readiness, probation), boxed: once called, it resolves to why it failed.
+pub(crate) type Check = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<(), String>> + Send>;
+
+/// `check`, its error as text, boxed.
+fn boxed<F, Fut, E>(check: F) -> Check
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + 'static,
+    E: fmt::Display,
+{
+    Box::new(move || check().map(|r| r.map_err(|e| e.to_string())).boxed_local())
+}
 
 /// A closure of the app's, kept by the builder (shown as `..` by `Debug`).
 pub(super) struct Hook<T>(pub(super) T);
@@ -70,9 +82,9 @@ pub struct Graceful {
     pub(super) keeper: bool,
     pub(super) probation: Duration,
     pub(super) error_rate: ErrorRate,
-    pub(super) ready_when: Option<Hook<gate::Check>>,
+    pub(super) ready_when: Option<Hook<Check>>,
     pub(super) self_probe: Option<String>,
-    pub(super) probation_check: Option<Hook<probation::Check>>,
+    pub(super) probation_check: Option<Hook<Check>>,
     pub(super) on_event: Option<Hook<events::Callback>>,
     pub(super) commands: mpsc::UnboundedReceiver<Reply>,
     pub(super) handle: UpgradeHandle,
@@ -391,9 +403,7 @@ impl Graceful {
         Fut: Future<Output = Result<(), E>> + 'static,
         E: fmt::Display,
     {
-        let check: gate::Check =
-            Box::new(move || check().map(|r| r.map_err(|e| e.to_string())).boxed_local());
-        self.ready_when = Some(Hook(check));
+        self.ready_when = Some(Hook(boxed(check)));
         self
     }
 
@@ -498,9 +508,7 @@ impl Graceful {
         Fut: Future<Output = Result<(), E>> + 'static,
         E: fmt::Display,
     {
-        let check: probation::Check =
-            Box::new(move || check().map(|r| r.map_err(|e| e.to_string())).boxed_local());
-        self.probation_check = Some(Hook(check));
+        self.probation_check = Some(Hook(boxed(check)));
         self
     }
 

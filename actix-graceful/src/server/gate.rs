@@ -10,12 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use futures::{future::LocalBoxFuture, FutureExt as _};
+use futures::FutureExt as _;
+
+use super::builder::Check;
 
 use super::signals::{Event, Signals};
-
-/// The app's readiness check.
-pub(crate) type Check = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<(), String>> + Send>;
 
 /// Runs `check` (if any) until it answers, `timeout` passes, or a stop signal comes; upgrade
 /// signals meanwhile are kept for later. `Err`: why this process is not ready.

@@ -13,6 +13,8 @@ use std::{
 
 use futures::future::{FutureExt as _, LocalBoxFuture};
 
+use super::builder::Check;
+
 use crate::drain::ErrorCount;
 
 /// The error-rate rule of a probation: the new build fails it when at least `share` of its
@@ -109,10 +111,6 @@ impl fmt::Display for ErrorRate {
         write!(f, "{percent}% of at least {} responses", self.min_responses)
     }
 }
-
-/// The app's probation check: resolves to why the probation fails; never resolving (or `Ok`)
-/// leaves the verdict to the time and the error rate.
-pub(crate) type Check = Box<dyn FnOnce() -> LocalBoxFuture<'static, Result<(), String>> + Send>;
 
 /// This process's probation under way: resolves to `Ok` when it passed, `Err(reason)` when it
 /// failed.
