@@ -206,7 +206,7 @@ pub(crate) fn is_valid_upgrade_signal(signal: i32) -> bool {
 /// The pipe, never closed: a handler may run on any thread at any time.
 static PIPE: OnceLock<(OwnedFd, OwnedFd)> = OnceLock::new();
 
-/// Signals caught into the bit set, with a pipe that wakes [`Wake::wait`].
+/// Signals caught into the bit set, with a pipe that wakes whoever waits on it ([`Wake::fd`]).
 pub(crate) struct Wake {
     read: &'static OwnedFd,
 }
@@ -243,8 +243,8 @@ impl Wake {
         }
     }
 
-    /// The pipe's read end, readable once a signal or [`wake`] came: to wait on it elsewhere
-    /// than in [`wait`](Self::wait). It lives as long as the process.
+    /// The pipe's read end, readable once a signal or [`wake`] came: the server waits on it
+    /// through the runtime's reactor, the keeper in its `poll`. It lives as long as the process.
     pub(crate) fn fd(&self) -> BorrowedFd<'static> {
         self.read.as_fd()
     }

@@ -13,11 +13,11 @@ use crate::protocol::env::{self, GENERATION};
 /// How this process was started.
 #[derive(Debug)]
 pub(crate) struct Startup {
-    /// The executable as invoked (argv[0] resolved against the start-up directory or `PATH`),
+    /// The executable as invoked (`argv[0]` resolved against the start-up directory or `PATH`),
     /// not `/proc/self/exe`: a deploy that replaces the file or re-points a symlink on that path
     /// is what the successor runs.
     pub(crate) exe: PathBuf,
-    /// The full argument vector, argv[0] included.
+    /// The full argument vector, `argv[0]` included.
     pub(crate) args: Vec<OsString>,
     /// The working directory at start-up, logical (`$PWD`) when it names the same directory,
     /// so a `current -> releases/N` symlink in it is followed again at upgrade time.
@@ -102,7 +102,7 @@ fn logical_cwd() -> PathBuf {
     }
 }
 
-/// argv[0] as a path: with a slash, relative to `cwd`; without one, looked up in `PATH` as the
+/// `argv[0]` as a path: with a slash, relative to `cwd`; without one, looked up in `PATH` as the
 /// shell did.
 fn resolve_exe(argv0: &Path, cwd: &Path, path_var: Option<OsString>) -> Option<PathBuf> {
     if argv0.as_os_str().is_empty() {

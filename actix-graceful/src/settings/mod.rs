@@ -1,5 +1,6 @@
 //! Configuration from where applications keep it: [`Settings`] (deserializable from the app's
-//! own configuration with the `serde` feature) and the environment ([`Graceful::with_env`]).
+//! own configuration with the `serde` feature) and the environment
+//! ([`Graceful::with_env`](crate::Graceful::with_env)).
 //! Everything here goes through `Graceful`'s public builder methods. Parsing of the values
 //! (durations with units, booleans) is in `parse`, serde's `Deserialize` in `de`.
 

@@ -93,7 +93,7 @@ pub(crate) struct Child {
 }
 
 impl Spawn {
-    /// Prepares the start of the plan's executable with its `args` (argv[0] included) in its
+    /// Prepares the start of the plan's executable with its `args` (`argv[0]` included) in its
     /// `cwd`, the environment of this process less every handoff variable, with `env_changes`
     /// applied in order (`Some`: set, `None`: remove), then the handoff's own variables.
     ///

@@ -16,32 +16,40 @@
 //!   signals to its foreground group (SIGWINCH on every resize, SIGINT on Ctrl-C, SIGHUP) reach
 //!   the keeper only, which passes on what means something: SIGTERM, SIGINT, SIGQUIT as they
 //!   are, a hang-up (SIGHUP, unless it is the upgrade signal) as SIGTERM.
-//! - Upgrade signal → a new generation; once it is ready the previous one is told it was
-//!   replaced through its control pipe, a channel only the keeper holds (the pipe's read end
-//!   is handed over after the readiness pipe, named by
-//!   [`KEEPER_FD`](crate::protocol::env::KEEPER_FD); the keeper writes
-//!   [`REPLACED`](generation::REPLACED)), and drains at once, as after a handoff, without the
-//!   pre-stop delay that SIGTERM (the service stops) brings. No signal means "replaced": anyone can send a signal
-//!   (a terminal sends SIGWINCH to a whole process group on each resize). For generations built
-//!   on an older version of this crate (a rollback), the keeper also sends SIGWINCH, which a
-//!   generation of this version ignores. A failed upgrade leaves the running generation alone.
-//!   SIGTERM, SIGINT, SIGQUIT go to every generation; the keeper waits for all of them and ends
-//!   with the last current generation's status (see [`KeeperExit`]).
-//! - A generation that exits when nobody asked is replaced from the sockets the keeper holds:
-//!   clients queue in the kernel's accept queue meanwhile. The first replacement starts at once,
-//!   later ones after 250 ms, 500 ms, 1 s, 2 s; once more than
-//!   [`MAX_FAILURES`](machine::MAX_FAILURES) failures come in a row (the sixth: a start that
-//!   never got ready, or a generation that died within [`STABLE`](machine::STABLE) of getting
-//!   ready) the keeper gives up and exits with status 1 so that the supervisor notices.
+//! - Upgrade signal → a new generation, from the file now at the started path, which the
+//!   keeper opens first and keeps open (its *build*). Once it is ready the previous one is told
+//!   through its control pipe, a channel only the keeper holds (the pipe's read end is handed
+//!   over after the readiness pipe, named by [`KEEPER_FD`](crate::protocol::env::KEEPER_FD);
+//!   the words are `protocol::control`'s): `R`, replaced, and it drains at once, without the
+//!   pre-stop delay that SIGTERM (the service stops) brings. No signal means "replaced": anyone
+//!   can send a signal (a terminal sends SIGWINCH to a whole process group on each resize).
+//! - Probation: while the new generation is on probation (it says so in its `ready` report),
+//!   the one it replaced stands by after its drain; the new one's report channel says `passed`
+//!   (the one standing by is told `X`, release, and exits) or `failed` (it is told `T`, take
+//!   back, and serves again); a death during the probation is a failure too. With nobody
+//!   standing by, the keeper starts the last good build (the newest that passed; the keeper
+//!   keeps the last two open, so `execveat` runs them even after their files were replaced).
+//!   A failed upgrade leaves the running generation alone. SIGTERM, SIGINT, SIGQUIT go to every
+//!   generation; the keeper waits for all of them and ends with the last current generation's
+//!   status (see [`KeeperExit`]).
+//! - A generation that exits when nobody asked, after its probation, is replaced from the
+//!   sockets the keeper holds, with the build that crashed: clients queue in the kernel's
+//!   accept queue meanwhile. The first replacement starts at once, later ones after 250 ms,
+//!   500 ms, 1 s, 2 s; once more than [`MAX_FAILURES`](machine::MAX_FAILURES) failures come in a
+//!   row (the sixth: a start that never got ready, or a generation that died within
+//!   [`STABLE`](machine::STABLE) of getting ready) the keeper goes back to the previous good
+//!   build, or, with none at hand, gives up and exits with status 1 so that the supervisor
+//!   notices.
 //! - Reaping: only the known generations, by pid: the app's own children (a `Command` that `main`
 //!   runs on another thread) are the app's to wait for. As PID 1, or as a child subreaper
 //!   (`PR_SET_CHILD_SUBREAPER`, the app's choice), orphans are re-parented to the keeper and
 //!   nothing else would reap them: then `waitpid(-1)` too, except while a start is in flight
 //!   (the start's own `waitpid` must find its child).
 //!
-//! Files: `generation.rs`, a generation's side (its role, the link to its keeper); `machine.rs`,
-//! the keeper's decisions as a pure state machine (events in, actions out, no system call);
-//! `driver.rs`, the loop that performs them (signals, `waitpid`, `kill`, `sd_notify`);
+//! Files: `generation.rs`, a generation's side (its role, the link to its keeper); `machine.rs`
+//! and `machine/steps.rs`, the keeper's decisions as a pure state machine (events in, actions
+//! out, no system call); `driver.rs`, the loop that performs them (signals, reports, `waitpid`,
+//! `kill`, control words, `sd_notify`) and holds the generations' pipes and the builds;
 //! `starter.rs`, the start thread. This file: the entry point and its public outcome.
 
 mod driver;
