@@ -91,8 +91,15 @@ pub fn socket_activate(
     for l in listen {
         cmd.arg("-l").arg(l);
     }
-    // The launcher passes only TERM/PATH/USER/HOME plus -E variables to the child.
+    // The launcher passes only TERM/PATH/USER/HOME plus -E variables to the child: the log
+    // level, and the tests' short probation (as `ServerFamily::spawn` gives every server).
     cmd.arg("-E").arg("RUST_LOG=info");
+    let probation = format!(
+        "{}={}",
+        crate::family::PROBATION_VAR,
+        crate::family::TEST_PROBATION
+    );
+    cmd.arg("-E").arg(probation);
     cmd.args(extra);
     cmd.arg(exe);
     cmd.args(args);
