@@ -18,8 +18,8 @@
 //!   listeners by the same standard protocol, waits until it reports that it serves, and only
 //!   then stops accepting and drains: every response gets `Connection: close` ([`LameDuck`]),
 //!   no connection is closed earlier than actix's keep-alive would close it, and the process
-//!   exits as soon as it holds no client connection ([`Graceful::drain_timeout`] caps the
-//!   wait) and its successor passed its probation. A successor that fails to start, exits, is
+//!   exits once it holds no client connection ([`Graceful::drain_timeout`] caps the wait) and
+//!   its successor passed its probation. A successor that fails to start, exits, is
 //!   not ready in time, or fails the app's readiness check ([`Graceful::ready_when`]) or its
 //!   self-probe ([`Graceful::self_probe`]) is killed and reaped; the old process serves on as
 //!   if nothing happened.
@@ -85,12 +85,14 @@
 //! Such a connection holds the old process until [`Graceful::drain_timeout`]; connections
 //! still open when [`Graceful::shutdown_timeout`] ends after that are closed by force.
 //!
-//! HTTP/2: actix-http's HTTP/2 dispatcher (actix-http 3.x, `h2/dispatcher.rs`) never sends
-//! GOAWAY on a graceful stop, and exposes no hook to make it. An open HTTP/2 connection stays
-//! with the old process, which serves its new streams too, until the client closes it or the
-//! shutdown timeout drops it (without GOAWAY; the stream in flight then fails). Clients that
-//! reconnect per burst move over without a failure; keep the shutdown timeout short when
-//! clients hold HTTP/2 connections open.
+//! HTTP/2: stock actix-http's HTTP/2 dispatcher (3.20, `h2/dispatcher.rs`) never sends GOAWAY
+//! on a graceful stop. An open HTTP/2 connection then stays with the old process, which serves
+//! its new streams too, until the client closes it or the shutdown timeout drops it (without
+//! GOAWAY; the streams in flight fail). The repository's `patches/` holds the actix-http change
+//! that sends it, with the recipe to build with it (`[patch.crates-io]`): the drain does not
+//! wait for HTTP/2 connections, and the graceful stop that follows it (once the probation
+//! passed) moves them over with their GOAWAY, losing no stream. Without the patch, keep the
+//! shutdown timeout short when clients hold HTTP/2 connections open.
 //!
 //! # Cargo features
 //!

@@ -178,12 +178,15 @@ impl Graceful {
     /// further response with `Connection: close` (the [`LameDuck`](crate::LameDuck) middleware),
     /// and never closes a connection itself: a busy connection moves over after its next
     /// request, an idle one stays open until it carries one more request or actix's keep-alive
-    /// timer closes it, as it would have without an upgrade. The process exits as soon as it
-    /// holds no client connection (a connection accepted on one of its listeners; its own
-    /// outgoing connections do not count), so a busy server's old process is gone within
-    /// milliseconds. When the timeout ends first, the connections left (in-flight requests,
-    /// streams, WebSockets, HTTP/2) get actix's graceful stop: in-flight requests finish within
-    /// [`shutdown_timeout`](Self::shutdown_timeout), idle ones are closed.
+    /// timer closes it, as it would have without an upgrade. The drain ends as soon as the
+    /// process holds no HTTP/1 client connection (a connection accepted on one of its
+    /// listeners; its own outgoing connections do not count, nor HTTP/2 connections, which only
+    /// the graceful stop's GOAWAY moves), so a busy server's drain ends within milliseconds.
+    /// The process then stands by, idle, until its successor passed its
+    /// [probation](Self::probation) (or at once without one), and stops: the connections left
+    /// (in-flight requests, streams, WebSockets, HTTP/2) get actix's graceful stop: in-flight
+    /// requests finish within [`shutdown_timeout`](Self::shutdown_timeout), idle ones are
+    /// closed.
     ///
     /// A shorter timeout than the keep-alive can close an idle pooled connection while its
     /// client sends on it; a longer one only keeps the old process longer when a client holds an
