@@ -310,7 +310,7 @@ impl Spawn {
                 libc::syscall(
                     libc::SYS_execveat,
                     fd,
-                    c"".as_ptr(),
+                    b"\0".as_ptr().cast::<libc::c_char>(), // "" (no C-string literal: MSRV 1.75)
                     self.argv_ptrs.as_ptr(),
                     self.env_ptrs.as_ptr(),
                     libc::AT_EMPTY_PATH,
