@@ -50,11 +50,24 @@ impl Private {
             "actix-graceful-probe-{}-{nanos}",
             std::process::id()
         ));
-        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let context = |e: io::Error| {
+            let what = format!(
+                "self-probe: cannot make its private socket in {}",
+                dir.display()
+            );
+            io::Error::new(e.kind(), format!("{what}: {e} (TMPDIR sets the directory)"))
+        };
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map_err(context)?;
         let path = dir.join("probe.sock");
-        let private = Private { dir, path };
-        let listener = UnixListener::bind(&private.path)?;
-        listener.set_nonblocking(true)?;
+        let private = Private {
+            dir: dir.clone(),
+            path,
+        }; // removes the directory again should the bind fail
+        let listener = UnixListener::bind(&private.path).map_err(context)?;
+        listener.set_nonblocking(true).map_err(context)?;
         Ok((private, listener))
     }
 
