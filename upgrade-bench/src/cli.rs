@@ -48,10 +48,21 @@ pub struct Args {
     /// Workers of the default servers
     #[arg(long, value_name = "W", default_value_t = 2)]
     pub workers: usize,
-    /// Comma-separated: graceful,naive,reuseport,nginx (nginx is skipped when not installed)
-    #[arg(long, value_name = "LIST", default_value = "graceful,naive,reuseport,nginx",
-          value_parser = strategies)]
-    pub strategies: Strategies,
+    /// Comma-separated: graceful,keeper,naive,reuseport,nginx, or none (nginx is skipped when
+    /// not installed). Default: graceful,naive,reuseport,nginx; with --bad-build, keeper too
+    #[arg(long, value_name = "LIST", value_parser = strategies)]
+    pub strategies: Option<Strategies>,
+    /// Every restart deploys a bad build instead of the same one: crash-after-ready[=MS] (a
+    /// SIGKILL of the new server MS ms after it serves, default 1000), unhealthy (/health 503,
+    /// hello's readiness check fails) or status=CODE (every / answers CODE, 400..=599); the
+    /// flag alone is crash-after-ready
+    #[arg(long, value_name = "KIND", num_args = 0..=1,
+          default_missing_value = "crash-after-ready", value_parser = crate::badbuild::parse)]
+    pub bad_build: Option<crate::badbuild::BadBuild>,
+    /// The probation of the servers the bench starts (ACTIX_GRACEFUL_PROBATION; default: the
+    /// library's own, 10 s)
+    #[arg(long, value_name = "MS", value_parser = at_most(3_600_000u64))]
+    pub probation_ms: Option<u64>,
     /// The nginx binary
     #[arg(long, value_name = "PATH", default_value = "/usr/sbin/nginx")]
     pub nginx: PathBuf,
@@ -88,12 +99,24 @@ pub struct Args {
     /// Upgrades without load, for the idle handoff time (0: skip; at most 1000)
     #[arg(long, value_name = "N", default_value_t = 10, value_parser = at_most(1000usize))]
     pub idle_upgrades: usize,
+    /// The fallback's cost: N idle keep-alive connections, one upgrade, the old process's CPU
+    /// and RSS every 100 ms through its drain and its probation (0: skip; at most 10000)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = at_most(10_000usize))]
+    pub fallback_cost: usize,
+    /// A graceful server to measure side by side in the idle handoffs and the fallback's cost
+    /// (repeatable; `{port}` replaced). Given, these are measured instead of the graceful
+    /// command, in this order; the first is the reference of the ratios
+    #[arg(long, value_name = "NAME=CMD", value_parser = named)]
+    pub compare: Vec<(String, String)>,
     /// Where the timelines (NAME.svg) and the servers' output (NAME.log) go
     #[arg(long, value_name = "DIR", default_value = "target/upgrade-bench")]
     pub svg_dir: PathBuf,
     /// Failure samples and every handoff
     #[arg(long, short)]
     pub verbose: bool,
+    /// The strategies to run, in order: `--strategies`, or its default.
+    #[arg(skip)]
+    pub chosen: Vec<String>,
 }
 
 /// The chosen strategies, in order.
@@ -147,17 +170,31 @@ fn think(v: &str) -> Result<(u64, u64), String> {
     Ok((lo, hi))
 }
 
-/// `--strategies`: known names only.
+/// Every strategy, in the default order.
+const STRATEGIES: [&str; 5] = ["graceful", "keeper", "naive", "reuseport", "nginx"];
+
+/// `--strategies`: known names only; `none` is the empty list.
 fn strategies(v: &str) -> Result<Strategies, String> {
+    if v.trim() == "none" {
+        return Ok(Strategies(Vec::new()));
+    }
     let names: Vec<String> = v.split(',').map(|s| s.trim().to_owned()).collect();
-    match names
-        .iter()
-        .find(|s| !["graceful", "naive", "reuseport", "nginx"].contains(&s.as_str()))
-    {
+    match names.iter().find(|s| !STRATEGIES.contains(&s.as_str())) {
         Some(s) => Err(format!(
-            "unknown strategy {s:?} (graceful, naive, reuseport, nginx)"
+            "unknown strategy {s:?} ({}, or none)",
+            STRATEGIES.join(", ")
         )),
         None => Ok(Strategies(names)),
+    }
+}
+
+/// `--compare NAME=CMD`: a name without `=` or blanks, and a command.
+fn named(v: &str) -> Result<(String, String), String> {
+    match v.split_once('=') {
+        Some((name, cmd)) if !name.trim().is_empty() && !cmd.trim().is_empty() => {
+            Ok((name.trim().to_owned(), cmd.trim().to_owned()))
+        }
+        _ => Err("not NAME=CMD".into()),
     }
 }
 
@@ -190,6 +227,14 @@ pub fn parse_args() -> Args {
     if a.port == 0 {
         a.port = integration_tests::free_port();
     }
+    a.chosen = match &a.strategies {
+        Some(Strategies(names)) => names.clone(),
+        None => STRATEGIES
+            .iter()
+            .filter(|&&s| s != "keeper" || a.bad_build.is_some())
+            .map(|&s| s.to_owned())
+            .collect(),
+    };
     a
 }
 
@@ -202,6 +247,6 @@ pub fn missing(what: &str) -> ! {
 impl Args {
     /// Whether `name` is among the chosen strategies.
     pub fn wants(&self, name: &str) -> bool {
-        self.strategies.0.iter().any(|s| s == name)
+        self.chosen.iter().any(|s| s == name)
     }
 }

@@ -5,9 +5,11 @@
 //! cargo run --release -p upgrade-bench -- --upgrades 10 --seconds 30
 //! ```
 //!
-//! Strategies (`--strategies`, all by default, one after the other in one run):
+//! Strategies (`--strategies`, one after the other in one run; all but `keeper` by default):
 //! - `graceful`: actix-graceful's live upgrade (`hello`, SIGUSR2: the listeners are handed to
 //!   the successor, the old process drains);
+//! - `keeper`: the same in keeper mode (`hello --keeper`: the upgrade signal goes to the
+//!   keeper, which starts a new generation);
 //! - `naive`: SIGTERM the old process, then start a new one on the port (`hello-plain`,
 //!   plain actix `bind`), retrying while the port is still taken;
 //! - `reuseport`: start the new process with SO_REUSEPORT next to the old one, and SIGTERM
@@ -23,16 +25,31 @@
 //! refused, reset, EOF before any response byte, timeout, non-2xx, malformed, other; on a
 //! new or a reused keep-alive connection).
 //!
+//! `--bad-build KIND`: every restart deploys a bad build instead of the same one (all five
+//! strategies by default): a crash a set time after it serves, an unhealthy build, or one that
+//! answers an error status (`badbuild`, `badrun`); the table gives the failed requests by
+//! kind, the longest time without a successful request, what serves at the end, and
+//! actix-graceful's take-back time (`badreport`).
+//!
 //! Also measured: the steady-state throughput of `hello` (graceful_bind + LameDuck) against
-//! `hello-plain` (plain actix), alternating runs (`--overhead-rounds`), and the handoff time
-//! of upgrades without load (`--idle-upgrades`).
+//! `hello-plain` (plain actix), alternating runs (`--overhead-rounds`); the handoff time of
+//! upgrades without load (`--idle-upgrades`); the old process's CPU and RSS through its drain
+//! and probation with idle keep-alive connections (`--fallback-cost`, `fallback`); the last two
+//! for several builds side by side with `--compare NAME=CMD` (`compare`).
 //!
 //! Own app: `--cmd 'PATH ARGS... {port}' --port P` (see `--help` and the README).
 //! Every process started is killed and reaped at the end of each phase, also on a panic.
 
+mod badbuild;
+mod badreport;
+mod badrun;
 mod cli;
+mod compare;
+mod fallback;
 mod loadgen;
+mod nginx;
 mod plan;
+mod procinfo;
 mod report;
 mod stats;
 mod strategy;
@@ -42,7 +59,7 @@ use cli::Args;
 use integration_tests::Target;
 use loadgen::Spec;
 use plan::{command, Commands};
-use report::{cpu_pressure, loadavg, mp, Outcome};
+use report::{cpu_pressure, loadavg, Outcome};
 use stats::median_p90;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +67,10 @@ use strategy::{RunCfg, Strategy};
 
 fn main() {
     let a = cli::parse_args();
+    if let Some(ms) = a.probation_ms {
+        // Before any thread: every server the bench starts gets it (strategy::spawn).
+        std::env::set_var(integration_tests::family::PROBATION_VAR, format!("{ms}ms"));
+    }
     integration_tests::reaper::ensure();
     let target = Target::Tcp(([127, 0, 0, 1], a.port).into());
     let cmds = Commands::new(&a);
@@ -59,8 +80,12 @@ fn main() {
         .into_iter()
         .filter_map(|s| run_strategy(s, &a, &target, &cfg))
         .collect();
-    if a.idle_upgrades > 0 && a.wants("graceful") {
-        idle_handoffs(&a, &cmds, &cfg);
+    let subjects = compare::subjects(&a, &cmds.graceful);
+    if a.idle_upgrades > 0 && !subjects.is_empty() {
+        compare::idle_handoffs(&subjects, a.idle_upgrades, &cfg);
+    }
+    if a.fallback_cost > 0 && !subjects.is_empty() {
+        fallback::run(&subjects, a.fallback_cost, &target, &cfg);
     }
     if let Some(plain) = &cmds.overhead_plain {
         overhead(
@@ -110,6 +135,7 @@ fn run_cfg(a: &Args, target: &Target) -> RunCfg {
         ready_line: a.ready_line.clone(),
         upgrade_signal: a.upgrade_signal,
         step_timeout: Duration::from_secs(30),
+        bad: a.bad_build,
     }
 }
 
@@ -122,7 +148,15 @@ fn print_header(a: &Args, cmds: &Commands) {
         if pause_max_ms > pause_ms { format!("{pause_ms}-{pause_max_ms} ms (random)") } else { format!("{pause_ms} ms") },
         loadavg(), cpu_pressure()
     );
-    if a.wants("graceful") && !cmds.graceful.contains("/release/") && a.cmd.is_none() {
+    if let Some(bad) = a.bad_build {
+        println!(
+            "bad build: every restart deploys a build that {} | probation {}",
+            bad.describe(),
+            a.probation_ms
+                .map_or("the library's default".into(), |ms| format!("{ms} ms"))
+        );
+    }
+    if !cmds.graceful.is_empty() && !cmds.graceful.contains("/release/") && a.cmd.is_none() {
         println!(
             "note: not a release build of the servers ({})",
             cmds.graceful
@@ -143,11 +177,16 @@ fn run_strategy(s: Strategy, a: &Args, target: &Target, cfg: &RunCfg) -> Option<
     let triggers: Vec<f64> = run.handoffs.iter().map(|h| h.at).collect();
     let secs = run.recorded.elapsed.as_secs_f64();
     let summary = stats::summarize(&run.recorded.recs, &triggers, secs);
+    let outage = run
+        .end
+        .is_some()
+        .then(|| badrun::outage(&run.recorded.recs, secs));
     let o = Outcome {
         svg: write_timeline(&s, &run, &summary, &triggers, a),
         strategy: s,
         summary,
         run,
+        outage,
     };
     let log_path = a.svg_dir.join(format!("{}.log", o.strategy.name));
     if let Err(e) = std::fs::write(&log_path, o.run.log.join("\n") + "\n") {
@@ -191,32 +230,6 @@ fn write_timeline(
             None
         }
     }
-}
-
-/// The handoff time of upgrades without load, `--idle-upgrades` of them, 300 ms apart.
-fn idle_handoffs(a: &Args, cmds: &Commands, cfg: &RunCfg) {
-    let handoffs = match strategy::idle_handoffs(
-        &command(&cmds.graceful, a.port),
-        a.idle_upgrades,
-        Duration::from_millis(300),
-        cfg,
-    ) {
-        Ok(h) => h,
-        Err(e) => {
-            println!("\nidle handoff: {e}");
-            return;
-        }
-    };
-    let v: Vec<f64> = handoffs.iter().filter_map(|h| h.ready_ms).collect();
-    println!(
-        "\nidle handoff (no load, {} upgrades 300 ms apart): trigger → ready ms {} median / p90, min {:.1} (load average {}, {})",
-        v.len(),
-        mp(&v),
-        v.iter().copied().fold(f64::INFINITY, f64::min),
-        loadavg(),
-        cpu_pressure()
-    );
-    report::print_successor_cpu(&handoffs);
 }
 
 /// Steady-state throughput and server CPU per request, graceful vs plain, alternating which

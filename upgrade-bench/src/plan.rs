@@ -24,7 +24,7 @@ impl Commands {
     pub fn new(a: &Args) -> Commands {
         let graceful = match &a.cmd {
             Some(c) => c.clone(),
-            None if a.wants("graceful") => default_cmd(
+            None if a.wants("graceful") || a.wants("keeper") => default_cmd(
                 a,
                 integration_tests::bins::find("hello", "HELLO_BIN").unwrap_or_else(|e| missing(&e)),
                 "",
@@ -97,13 +97,14 @@ fn overhead_plain(a: &Args, plain: &Option<String>) -> Option<String> {
 /// is skipped with a note.
 pub fn strategies(a: &Args, cmds: &Commands) -> Vec<Strategy> {
     let mut out = Vec::new();
-    for name in &a.strategies.0 {
+    for name in &a.chosen {
         if name == "nginx" {
             out.extend(nginx(a));
             continue;
         }
         let (kind, template) = match name.as_str() {
             "graceful" => (Kind::Graceful, Some(cmds.graceful.clone())),
+            "keeper" => (Kind::Keeper, Some(format!("{} --keeper", cmds.graceful))),
             "naive" => (
                 Kind::Naive,
                 cmds.plain.clone().or_else(|| Some(cmds.graceful.clone())),
@@ -154,9 +155,8 @@ fn nginx(a: &Args) -> Option<Strategy> {
         .join(&a.svg_dir)
         .join("nginx");
     let conf = dir.join("nginx.conf");
-    if let Err(e) = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&conf, nginx_config(&dir, a.port, a.workers)))
-    {
+    let config = nginx_config(&dir, a.port, a.workers, GOOD_LOCATIONS);
+    if let Err(e) = std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&conf, config)) {
         missing(&format!("cannot write {}: {e}", conf.display()));
     }
     let (d, c, e) = (dir.display(), conf.display(), dir.join("error.log"));
@@ -165,6 +165,10 @@ fn nginx(a: &Args) -> Option<Strategy> {
         kind: Kind::Nginx,
         nginx: Some(NginxRun {
             pid_file: dir.join("nginx.pid"),
+            conf: conf.clone(),
+            dir: dir.clone(),
+            port: a.port,
+            workers: a.workers,
         }),
         cmd: command(
             &format!("{} -p {d} -e {} -c {c}", a.nginx.display(), e.display()),
@@ -175,8 +179,9 @@ fn nginx(a: &Args) -> Option<Strategy> {
 
 /// nginx serving what `hello` serves (`pid=<pid>` and `X-Pid`, the worker's pid), on
 /// 127.0.0.1:`port`, as a daemon (it ignores USR2 in the foreground) with everything under
-/// `dir`. Slow requests are answered at once: nginx has no sleep of its own.
-fn nginx_config(dir: &Path, port: u16, workers: usize) -> String {
+/// `dir`. Slow requests are answered at once: nginx has no sleep of its own. `locations` are
+/// the `server`'s (`GOOD_LOCATIONS`, or a bad build's).
+pub fn nginx_config(dir: &Path, port: u16, workers: usize, locations: &str) -> String {
     let d = dir.display();
     format!(
         "daemon on;\nmaster_process on;\nworker_processes {workers};\npid {d}/nginx.pid;\n\
@@ -184,10 +189,13 @@ fn nginx_config(dir: &Path, port: u16, workers: usize) -> String {
          http {{\n  access_log off;\n  default_type text/plain;\n  keepalive_timeout 5s;\n  \
          client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
          fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      \
-         add_header X-Pid $pid always;\n      return 200 \"pid=$pid\\n\";\n    }}\n  }}\n}}\n"
+         server {{\n    listen 127.0.0.1:{port};\n    {locations}\n  }}\n}}\n"
     )
 }
+
+/// The good build's nginx locations: every path answers `pid=<pid>` with `X-Pid`.
+const GOOD_LOCATIONS: &str =
+    "location / {\n      add_header X-Pid $pid always;\n      return 200 \"pid=$pid\\n\";\n    }";
 
 /// `template` split at whitespace, `{port}` replaced.
 pub fn command(template: &str, port: u16) -> Vec<String> {

@@ -51,6 +51,9 @@ pub struct Outcome {
     pub run: Run,
     /// The timeline picture written, if any.
     pub svg: Option<PathBuf>,
+    /// With `--bad-build`: the longest time without a successful request (ms), when it
+    /// began (s) and whether it lasted to the end.
+    pub outage: Option<(f64, f64, bool)>,
 }
 
 impl Outcome {
@@ -75,10 +78,14 @@ impl Outcome {
 /// processes, and (`verbose`) failure samples and every restart.
 pub fn print_strategy(o: &Outcome, verbose: bool) {
     print_requests(o);
-    print_restarts(o);
     let r = &o.run;
-    print_successor_cpu(&r.handoffs);
-    print_samples(&r.samples);
+    if r.end.is_some() {
+        crate::badreport::print_deploys(o);
+    } else {
+        print_restarts(o);
+        print_successor_cpu(&r.handoffs);
+        print_samples(&r.samples);
+    }
     println!(
         "  machine at the end     load average {}, {}",
         loadavg(),
@@ -107,6 +114,7 @@ fn print_requests(o: &Outcome) {
         o.strategy.name,
         match o.strategy.kind {
             Kind::Graceful => "live upgrade by signal, listeners handed over",
+            Kind::Keeper => "keeper mode: the keeper starts a new generation with the listeners",
             Kind::Naive => "SIGTERM, then start a new process",
             Kind::ReusePort => "new process with SO_REUSEPORT, then SIGTERM the old",
             Kind::Nginx => "nginx binary upgrade: USR2, new master's workers up, QUIT the old",
@@ -159,7 +167,9 @@ fn print_restarts(o: &Outcome) {
         mp(&ready),
         max(&ready),
         match o.strategy.kind {
-            Kind::Graceful => "the library's log: signal handled → successor's ready byte",
+            Kind::Graceful | Kind::Keeper => {
+                "the library's log: signal handled → successor's ready byte"
+            }
             Kind::Nginx => "USR2 → the new master runs its workers",
             _ => "trigger → the new process's ready line",
         }
@@ -285,6 +295,20 @@ fn print_samples(v: &[ProcSample]) {
 
 /// The side-by-side table (Markdown, for the README) and one machine-readable line each.
 pub fn print_overview(outs: &[Outcome]) {
+    let bad = outs.iter().any(|o| o.run.end.is_some());
+    if bad {
+        crate::badreport::print_table(outs);
+    } else {
+        print_table(outs);
+    }
+    print_lines(outs);
+    if bad {
+        crate::badreport::print_lines(outs);
+    }
+}
+
+/// The side-by-side table of restarts with the same build.
+fn print_table(outs: &[Outcome]) {
     println!("\n| strategy | restarts | requests | failed | refused | reset | EOF before response | timeout | non-2xx | req/s | p99 ms steady / windows | trigger → ready ms, median / p90 |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in outs {
@@ -315,6 +339,10 @@ pub fn print_overview(outs: &[Outcome]) {
             mp(&ready)
         );
     }
+}
+
+/// A machine-readable `summary` line per strategy.
+fn print_lines(outs: &[Outcome]) {
     for o in outs {
         println!(
             "summary strategy={} restarts={} errors={} requests={} failed={} slow_ok={}/{}",

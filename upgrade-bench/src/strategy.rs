@@ -1,7 +1,11 @@
 //! The restart strategies: starting a server generation, triggering a restart its way, and
 //! timing the handoff from what the server prints and which pids come and go.
 
+use crate::badbuild::{BadBuild, Deploy};
+use crate::badrun::{BadOutcome, EndState};
 use crate::loadgen::{Load, Recorded, Spec};
+use crate::procinfo::{age_ms, children, cpu_seconds, major_faults, proc_state, task_sched};
+use integration_tests::family::PROBATION_VAR;
 use integration_tests::hello::number_after;
 use integration_tests::reaper::{self, Gone};
 use integration_tests::{procfs, signal, ServerFamily, Target};
@@ -18,6 +22,9 @@ pub enum Kind {
     /// Send the upgrade signal; the process hands its listeners to its successor
     /// (actix-graceful).
     Graceful,
+    /// The same in keeper mode: the upgrade signal goes to the keeper, which starts a new
+    /// generation with the listeners it holds; the generation it replaces drains.
+    Keeper,
     /// SIGTERM the old process, then start a new one (retrying while the port is taken).
     Naive,
     /// Start the new process (bound with SO_REUSEPORT) next to the old one, wait until it
@@ -35,6 +42,14 @@ pub enum Kind {
 pub struct NginxRun {
     /// `pid` in the config: the current master's pid (the old one's moves to `.oldbin`).
     pub pid_file: std::path::PathBuf,
+    /// The config file, its directory, port and workers (a bad deploy rewrites the file).
+    pub conf: std::path::PathBuf,
+    /// See `conf`.
+    pub dir: std::path::PathBuf,
+    /// See `conf`.
+    pub port: u16,
+    /// See `conf`.
+    pub workers: usize,
 }
 
 /// One strategy to run.
@@ -68,6 +83,8 @@ pub struct Handoff {
     pub sched: Option<Sched>,
     /// How the old process ended.
     pub old_exit: Option<String>,
+    /// What a bad deploy did (`--bad-build`).
+    pub bad: Option<BadOutcome>,
 }
 
 /// fds and memory of the serving process, read from /proc just before a trigger.
@@ -95,6 +112,8 @@ pub struct Run {
     pub recorded: Recorded,
     /// What the servers printed (per process: stdout, then stderr).
     pub log: Vec<String>,
+    /// With `--bad-build`: the service at the end of the run.
+    pub end: Option<EndState>,
 }
 
 /// The knobs of one run.
@@ -120,6 +139,8 @@ pub struct RunCfg {
     pub upgrade_signal: Signal,
     /// Bound on each wait (ready, spawned, gone).
     pub step_timeout: Duration,
+    /// `--bad-build`: every restart deploys this bad build.
+    pub bad: Option<BadBuild>,
 }
 
 /// Start one process of `cmd`.
@@ -134,6 +155,12 @@ pub fn spawn(name: &str, cmd: &[String]) -> std::io::Result<ServerFamily> {
     if let Some(level) = std::env::var_os("RUST_LOG") {
         c.env("RUST_LOG", level);
     }
+    // The probation the bench's environment sets (`--probation-ms` sets it too), else the
+    // library's default: not the test harness's short one.
+    match std::env::var_os(PROBATION_VAR) {
+        Some(p) => c.env(PROBATION_VAR, p),
+        None => c.env_remove(PROBATION_VAR),
+    };
     ServerFamily::spawn(name, c)
 }
 
@@ -183,7 +210,8 @@ fn sample(pid: i32) -> ProcSample {
     }
 }
 
-fn sleep_until(at: Instant) {
+/// Sleeps until `at` (at once if it passed).
+pub fn sleep_until(at: Instant) {
     if let Some(d) = at.checked_duration_since(Instant::now()) {
         std::thread::sleep(d);
     }
@@ -257,16 +285,25 @@ impl Drop for ExitWatch {
 }
 
 /// The generations of one run.
-struct Gens {
-    /// Graceful: one family for all generations. Others: one per process.
-    families: Vec<ServerFamily>,
-    /// The pid serving now.
-    cur: i32,
+pub struct Gens {
+    /// Graceful and keeper: one family for all generations. Others: one per process.
+    pub families: Vec<ServerFamily>,
+    /// The pid serving now (keeper: the keeper; nginx: the master), the next trigger's target.
+    pub cur: i32,
 }
 
-/// Run `s` under load with `cfg.upgrades` restarts spread evenly over `cfg.seconds`.
+/// Run `s` under load with `cfg.upgrades` restarts spread evenly over `cfg.seconds`; with a
+/// bad build, each restart deploys it, and the load goes on a few seconds after the last.
 pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
-    let mut gens = start_first(s, target, cfg)?;
+    let (mut deploy, s) = match cfg.bad {
+        Some(bad) => Deploy::prepare(s, bad).map(|(d, s)| (Some(d), s))?,
+        None => (None, s.clone()),
+    };
+    let mut gens = start_first(&s, target, cfg)?;
+    if deploy.is_some() {
+        crate::badrun::wait_first_probation(&gens.families[0])?;
+    }
+    let first = crate::badrun::answering_pid(target);
     let load = Load::start(
         Spec {
             target: target.clone(),
@@ -276,21 +313,28 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
     );
     let t0 = load.started();
     let watch = ExitWatch::start();
-    let mut r = restarts(s, &mut gens, &load, &watch, cfg);
+    let mut r = restarts(&s, &mut gens, &load, &watch, cfg, deploy.as_mut());
     sleep_until(t0 + Duration::from_secs_f64(cfg.seconds));
-    // The last generation's sample, once its clients have moved over to it.
-    if let Some(h) = r.handoffs.last() {
-        sleep_until(t0 + Duration::from_secs_f64(h.at + 1.0));
-    }
-    r.samples.push(sample(gens.cur));
+    let end = match &deploy {
+        Some(d) => {
+            sleep_until(r.settled + crate::badrun::TAIL);
+            Some(crate::badrun::end_state(d, s.kind, target, first))
+        }
+        None => {
+            // The last generation's sample, once its clients have moved over to it.
+            if let Some(h) = r.handoffs.last() {
+                sleep_until(t0 + Duration::from_secs_f64(h.at + 1.0));
+            }
+            r.samples.push(sample(gens.cur));
+            None
+        }
+    };
     let recorded = load.stop();
-    old_ends(&mut r, &watch, cfg);
-    drop(watch);
-    let mut log = Vec::new();
-    for fam in &gens.families {
-        log.extend(fam.stdout.lines());
-        log.extend(fam.stderr.lines());
+    if deploy.is_none() {
+        old_ends(&mut r, &watch, cfg);
     }
+    drop(watch);
+    let log = output(&gens);
     // Dropping the families kills and reaps whatever is left.
     drop(gens);
     Ok(Run {
@@ -299,14 +343,25 @@ pub fn run(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Run, String> {
         samples: r.samples,
         recorded,
         log,
+        end,
     })
+}
+
+/// What the servers printed, per family: stdout, then stderr.
+fn output(gens: &Gens) -> Vec<String> {
+    let mut log = Vec::new();
+    for fam in &gens.families {
+        log.extend(fam.stdout.lines());
+        log.extend(fam.stderr.lines());
+    }
+    log
 }
 
 /// The first generation, started and serving.
 fn start_first(s: &Strategy, target: &Target, cfg: &RunCfg) -> Result<Gens, String> {
     let first = spawn(&s.name, &s.cmd).map_err(|e| format!("cannot start {:?}: {e}", s.cmd))?;
     let cur = match &s.nginx {
-        Some(n) => nginx_started(&first, n, target, cfg)?,
+        Some(n) => crate::nginx::started(&first, n, target, cfg)?,
         None => {
             wait_ready(&first, &cfg.ready_line, cfg.step_timeout)?;
             first.root()
@@ -325,16 +380,20 @@ struct Restarts {
     samples: Vec<ProcSample>,
     /// Each old process and the instant its restart was triggered.
     olds: Vec<(i32, Instant)>,
+    /// When the last restart (with a bad build: its crash and take-back) was over.
+    settled: Instant,
 }
 
 /// The restarts, spread evenly over the load, slow requests fired before each; stops at the
-/// first restart that fails. `watch` learns every old process.
+/// first restart that fails (with a bad build, a build not taken into service is no
+/// failure). `watch` learns every old process.
 fn restarts(
     s: &Strategy,
     gens: &mut Gens,
     load: &Load,
     watch: &ExitWatch,
     cfg: &RunCfg,
+    mut deploy: Option<&mut Deploy>,
 ) -> Restarts {
     let t0 = load.started();
     let mut r = Restarts {
@@ -342,6 +401,7 @@ fn restarts(
         errors: Vec::new(),
         samples: Vec::new(),
         olds: Vec::new(),
+        settled: t0,
     };
     for i in 0..cfg.upgrades {
         let at = t0
@@ -351,37 +411,69 @@ fn restarts(
             load.fire_slow(cfg.slow, &cfg.slow_path, cfg.slow_timeout);
         }
         sleep_until(at);
-        r.samples.push(sample(gens.cur));
-        let old = gens.cur;
         let trigger = Instant::now();
-        match restart(s, gens, cfg) {
-            Ok((ready_ms, sched)) => {
-                r.handoffs.push(Handoff {
-                    at: (trigger - t0).as_secs_f64(),
-                    ready_ms,
-                    sched,
-                    ..Handoff::default()
-                });
-                r.olds.push((old, trigger));
-                watch.watch(old);
+        let handoff = match deploy.as_deref_mut() {
+            Some(d) => crate::badrun::deploy(s, gens, d, cfg, t0).map(|bad| Handoff {
+                ready_ms: bad.ready_ms,
+                bad: Some(bad),
+                ..Handoff::default()
+            }),
+            None => {
+                r.samples.push(sample(gens.cur));
+                restart(s, gens, cfg).map(|done| {
+                    r.olds.push((done.old, trigger));
+                    watch.watch(done.old);
+                    Handoff {
+                        ready_ms: done.ready_ms,
+                        sched: done.sched,
+                        ..Handoff::default()
+                    }
+                })
             }
+        };
+        match handoff {
+            Ok(h) => r.handoffs.push(Handoff {
+                at: (trigger - t0).as_secs_f64(),
+                ..h
+            }),
             Err(e) => {
                 r.errors.push(format!("restart {}: {e}", i + 1));
                 break;
             }
         }
+        r.settled = Instant::now();
     }
     r
 }
 
+/// What one restart did.
+pub struct Done {
+    /// Trigger → ready, as [`Handoff::ready_ms`].
+    pub ready_ms: Option<f64>,
+    /// Where the time went (graceful only).
+    pub sched: Option<Sched>,
+    /// The process that was replaced (it drains, or was stopped).
+    pub old: i32,
+    /// The new server process (keeper: the new generation; nginx: the new master).
+    pub new: i32,
+}
+
 /// One restart, the strategy's way.
-fn restart(s: &Strategy, gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
-    match s.kind {
-        Kind::Graceful => graceful(gens, cfg),
-        Kind::Naive => naive(gens, s, cfg).map(|r| (r, None)),
-        Kind::ReusePort => reuseport(gens, s, cfg).map(|r| (r, None)),
-        Kind::Nginx => nginx_upgrade(gens, s, cfg).map(|r| (r, None)),
-    }
+pub fn restart(s: &Strategy, gens: &mut Gens, cfg: &RunCfg) -> Result<Done, String> {
+    let old = gens.cur;
+    let (ready_ms, sched) = match s.kind {
+        Kind::Graceful => graceful(gens, cfg)?,
+        Kind::Keeper => return keeper(gens, cfg),
+        Kind::Naive => (naive(gens, s, cfg)?, None),
+        Kind::ReusePort => (reuseport(gens, s, cfg)?, None),
+        Kind::Nginx => (crate::nginx::upgrade(gens, s, cfg)?, None),
+    };
+    Ok(Done {
+        ready_ms,
+        sched,
+        old,
+        new: gens.cur,
+    })
 }
 
 /// How and when each old process ended: reaped (its status, trigger → reaped) and exited
@@ -408,20 +500,6 @@ fn old_ends(r: &mut Restarts, watch: &ExitWatch, cfg: &RunCfg) {
             .exited(old)
             .map(|at| at.saturating_duration_since(trigger).as_secs_f64() * 1e3);
     }
-}
-
-/// Milliseconds on a CPU and waiting for one in a run queue, per thread of `pid`.
-fn task_sched(pid: i32) -> std::collections::BTreeMap<i32, (f64, f64)> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Default::default();
-    };
-    dir.filter_map(|e| {
-        let tid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
-        let s = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
-        let mut f = s.split_whitespace().map(|v| v.parse::<f64>().ok());
-        Some((tid, (f.next()?? / 1e6, f.next()?? / 1e6)))
-    })
-    .collect()
 }
 
 /// Where a graceful handoff's time went, milliseconds, from the scheduler's accounting.
@@ -452,71 +530,12 @@ fn note(v: &mut Vec<String>, s: String) {
     v.push(s);
 }
 
-/// The children of every thread of `pid` (`/proc/<pid>/task/*/children`).
-fn children(pid: i32) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("children")).ok())
-        .flat_map(|s| {
-            s.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
-}
-
-/// `state wchan syscall majflt` of `pid`'s main thread, from /proc.
-fn proc_state(pid: i32) -> String {
-    let read = |f: &str| {
-        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| "?".into())
-    };
-    let state = procfs::stat(pid).map_or('?', |s| s.state);
-    let syscall = read("syscall");
-    let nr = syscall.split_whitespace().next().unwrap_or("?").to_owned();
-    format!(
-        "state {state} wchan {} syscall {nr} major faults {}",
-        read("wchan"),
-        major_faults(pid).map_or("?".into(), |n| n.to_string())
-    )
-}
-
-/// Major page faults of `pid` (pages read from disk), `/proc/<pid>/stat` field 12.
-fn major_faults(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(9)?
-        .parse()
-        .ok()
-}
-
-/// Milliseconds since `pid` started (`/proc/<pid>/stat` start time against `/proc/uptime`;
-/// 10 ms resolution).
-fn age_ms(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // After the command: state is field 3, starttime field 22.
-    let start: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| (uptime - start / hz as f64) * 1e3)
-}
-
 /// What a graceful upgrade reports: the library's `ready after` figure, and where the time
 /// went.
-type Ready = (Option<f64>, Option<Sched>);
+pub type Ready = (Option<f64>, Option<Sched>);
 
 /// Upgrade signal → the library's `spawned successor pid=` and `ready after` log lines.
-fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
+pub fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
     let fam = &gens.families[0];
     let mark = fam.stderr.len();
     let before = task_sched(gens.cur);
@@ -558,15 +577,42 @@ fn graceful(gens: &mut Gens, cfg: &RunCfg) -> Result<Ready, String> {
     Ok((number_after(&line, "ready after"), sched))
 }
 
+/// Upgrade signal to the keeper → its `upgrade: successor pid=N ready after` line: the keeper
+/// starts the new generation, the one it replaces drains.
+fn keeper(gens: &mut Gens, cfg: &RunCfg) -> Result<Done, String> {
+    let fam = &gens.families[0];
+    let mark = fam.stderr.len();
+    if !signal(gens.cur, cfg.upgrade_signal) {
+        return Err(format!("keeper pid {} is gone", gens.cur));
+    }
+    let line = wait_line(
+        fam,
+        mark,
+        |l| l.contains("upgrade: successor pid=") && l.contains("ready after"),
+        cfg,
+        "no `upgrade: successor pid=N ready after` line from the keeper",
+        || {},
+    )?;
+    let pid = |key: &str| number_after(&line, key).map(|p| p as i32);
+    let new = pid("successor pid=").ok_or_else(|| format!("no pid in {line:?}"))?;
+    fam.add_pid(new);
+    Ok(Done {
+        ready_ms: number_after(&line, "ready after"),
+        sched: None,
+        old: pid("draining generation pid=").unwrap_or(gens.cur),
+        new,
+    })
+}
+
 /// A line of the library's that says the upgrade failed or was refused.
-fn upgrade_failed(l: &str) -> bool {
+pub fn upgrade_failed(l: &str) -> bool {
     l.contains("upgrade failed") || l.contains("upgrade refused")
 }
 
 /// Waits (at most the step timeout) for a line from stderr line `mark` on that `wanted`
 /// accepts, calling `meanwhile` every 200 ms until it comes. The line; an error with the line
 /// if the upgrade failed first, or saying `missing` on timeout.
-fn wait_line(
+pub fn wait_line(
     fam: &ServerFamily,
     mark: usize,
     wanted: impl Fn(&str) -> bool,
@@ -657,124 +703,6 @@ fn reuseport(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>,
     gens.cur = fam.root();
     gens.families.push(fam);
     Ok(Some((ready - t).as_secs_f64() * 1e3))
-}
-
-/// The pid in nginx's pid file, if it names a live process.
-fn nginx_master(n: &NginxRun) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(&n.pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    procfs::stat(pid)
-        .is_some_and(|s| s.state != 'Z')
-        .then_some(pid)
-}
-
-/// Waits until `master` runs at least one worker; registers them with `fam`.
-fn nginx_workers(fam: &ServerFamily, master: i32, deadline: Instant) -> Result<(), String> {
-    loop {
-        let workers = procfs::children_of(master);
-        if !workers.is_empty() {
-            for w in workers {
-                fam.add_pid(w);
-            }
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(format!("nginx master {master} started no worker"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// The first nginx: the launcher forks the daemon and exits; the master (an orphan, so a
-/// child of the bench, a subreaper) is read from the pid file and serves once `/` answers.
-fn nginx_started(
-    fam: &ServerFamily,
-    n: &NginxRun,
-    target: &Target,
-    cfg: &RunCfg,
-) -> Result<i32, String> {
-    let deadline = Instant::now() + cfg.step_timeout;
-    let master = loop {
-        if let Some(pid) = nginx_master(n) {
-            break pid;
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "nginx wrote no pid file {} with a live master:\n{}",
-                n.pid_file.display(),
-                fam.output_tail(10)
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    fam.add_pid(master);
-    nginx_workers(fam, master, deadline)?;
-    let probe = |_: i32| true;
-    integration_tests::http::wait_for_pid(target, "/", probe, cfg.step_timeout)
-        .ok_or_else(|| format!("nginx master {master}: / does not answer"))?;
-    Ok(master)
-}
-
-/// USR2 to the master; once a new master (its child) has written the pid file and runs
-/// workers, QUIT the old master.
-fn nginx_upgrade(gens: &mut Gens, s: &Strategy, cfg: &RunCfg) -> Result<Option<f64>, String> {
-    let n = s
-        .nginx
-        .as_ref()
-        .ok_or("nginx strategy without its pid file")?;
-    let fam = &gens.families[0];
-    let old = gens.cur;
-    // nginx ignores USR2 while the master it replaced still runs ("signal 12 (SIGUSR2)
-    // received, ignoring"): wait, as an operator must, until the previous old master (named by
-    // `nginx.pid.oldbin` while it lives) is gone.
-    let oldbin = NginxRun {
-        pid_file: n.pid_file.with_extension("pid.oldbin"),
-    };
-    let deadline = Instant::now() + cfg.step_timeout;
-    while nginx_master(&oldbin).is_some() {
-        if Instant::now() > deadline {
-            return Err(format!(
-                "the previous nginx master is still draining after {:?}",
-                cfg.step_timeout
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let t = Instant::now();
-    if !signal(old, Signal::SIGUSR2) {
-        return Err(format!("nginx master {old} is gone"));
-    }
-    let deadline = t + cfg.step_timeout;
-    let new = loop {
-        match nginx_master(n) {
-            Some(pid) if pid != old => break pid,
-            _ if Instant::now() > deadline => {
-                return Err(format!("no new nginx master within {:?}", cfg.step_timeout))
-            }
-            _ => std::thread::sleep(Duration::from_millis(1)),
-        }
-    };
-    fam.add_pid(new);
-    nginx_workers(fam, new, deadline)?;
-    let ready = t.elapsed();
-    signal(old, Signal::SIGQUIT);
-    gens.cur = new;
-    Ok(Some(ready.as_secs_f64() * 1e3))
-}
-
-/// CPU time (user + system, all threads) `pid` has used, seconds.
-fn cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3, utime 14, stime 15.
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then(|| ticks as f64 / hz as f64)
 }
 
 /// A steady-state run: successful requests per second, and the server's CPU time per

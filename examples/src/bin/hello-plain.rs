@@ -8,6 +8,9 @@
 //! ```
 //!
 //! Routes: `/` (`pid=<pid>`, header `X-Pid`), `/sleep?ms=N` (the same after N ms), `/health`.
+//! `hello`'s bad-build knobs (`examples::knobs`) work here too, so that the benchmark's
+//! baselines deploy the same bad builds: `HELLO_UNHEALTHY=1` (`/health` answers 503; there is
+//! no readiness check to fail) and `HELLO_FAIL_STATUS=CODE` (every `/` answers CODE).
 //! Options (`--help` lists them; a bad value is an error naming the flag, exit status 2): `--listen ADDR` (one TCP address, default `127.0.0.1:8080`), `--workers N`
 //! (default 2), `--reuseport` (bind with `SO_REUSEPORT` + `SO_REUSEADDR` and `listen()`, so
 //! a second process can bind the same port while this one runs). SIGTERM is actix's own
@@ -21,7 +24,8 @@ use actix_web::{web, App, HttpServer};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use examples::routes::{echo, health, reply, sleep};
+use examples::knobs::{health, root};
+use examples::routes::{echo, sleep};
 
 /// actix's own default listen backlog.
 const BACKLOG: i32 = 1024;
@@ -54,7 +58,7 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 async fn serve(opts: Options) -> std::io::Result<()> {
     let server = HttpServer::new(|| {
         App::new()
-            .route("/", web::get().to(|| async { reply() }))
+            .route("/", web::get().to(root))
             .route("/sleep", web::get().to(sleep))
             .route("/echo", web::post().to(echo))
             .route("/health", web::get().to(health))
