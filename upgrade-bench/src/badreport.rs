@@ -56,9 +56,11 @@ fn median_max(v: &[f64]) -> String {
 /// `1234.5 ms (from 8.512 s, to the end)`.
 fn outage(o: &Outcome) -> String {
     match o.outage {
-        Some((ms, from, to_end)) => format!(
-            "{ms:.1} ms (from {from:.3} s{})",
-            if to_end {
+        Some(x) => format!(
+            "{:.1} ms (from {:.3} s{})",
+            x.longest_ms,
+            x.from_s,
+            if x.to_end {
                 ", to the end of the run"
             } else {
                 ""
@@ -66,6 +68,12 @@ fn outage(o: &Outcome) -> String {
         ),
         None => "-".into(),
     }
+}
+
+/// The gaps of at least 100 ms added up, seconds.
+fn down(o: &Outcome) -> String {
+    o.outage
+        .map_or("-".into(), |x| format!("{:.1} s", x.down_ms / 1e3))
 }
 
 /// One strategy's bad deploys, each on a line, then its outage and its end.
@@ -99,6 +107,11 @@ pub fn print_deploys(o: &Outcome) {
         println!("  deploy {:<3} at {:>6.2} s {what}", i + 1, h.at);
     }
     println!("  longest outage         {}", outage(o));
+    println!(
+        "  time down              {} (gaps of {} ms or more without a successful request, added up)",
+        down(o),
+        crate::badrun::DOWN_GAP_MS
+    );
     if let Some(end) = &o.run.end {
         println!("  at the end             {}", end.describe());
     }
@@ -106,17 +119,18 @@ pub fn print_deploys(o: &Outcome) {
 
 /// The side-by-side table (Markdown, for the README).
 pub fn print_table(outs: &[Outcome]) {
-    println!("\n| strategy | bad deploys | requests | failed | refused | reset or EOF | non-2xx | longest outage | at the end | take-back ms: median (max) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("\n| strategy | bad deploys | requests | failed | refused | reset or EOF | non-2xx | longest outage | time down | at the end | take-back ms: median (max) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for o in outs {
         let [refused, reset, non_2xx, _] = by_kind(&o.summary);
         println!(
-            "| {} | {} | {} | {} | {refused} | {reset} | {non_2xx} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {refused} | {reset} | {non_2xx} | {} | {} | {} | {} |",
             o.strategy.name,
             o.run.handoffs.len(),
             o.summary.total,
             o.summary.failed(),
             outage(o),
+            down(o),
             o.run.end.as_ref().map_or("-".into(), |e| e.describe()),
             median_max(&take_backs(o)),
         );
@@ -128,9 +142,10 @@ pub fn print_lines(outs: &[Outcome]) {
     for o in outs {
         let end = o.run.end.as_ref();
         println!(
-            "badbuild strategy={} outage_ms={:.1} up={} bad_build_serves={} take_back_ms={}",
+            "badbuild strategy={} outage_ms={:.1} down_ms={:.1} up={} bad_build_serves={} take_back_ms={}",
             o.strategy.name,
-            o.outage.map_or(f64::NAN, |x| x.0),
+            o.outage.map_or(f64::NAN, |x| x.longest_ms),
+            o.outage.map_or(f64::NAN, |x| x.down_ms),
             end.is_some_and(|e| e.up()),
             end.and_then(|e| e.bad)
                 .map_or("?".into(), |b| b.to_string()),

@@ -273,24 +273,45 @@ pub fn end_state(d: &Deploy, kind: Kind, target: &Target, first: Option<i32>) ->
     }
 }
 
-/// The longest time without a successful request, ms, and when it began (seconds since the
-/// load started); `true` when it lasted to the end of the run.
-pub fn outage(recs: &[crate::loadgen::Rec], elapsed: f64) -> (f64, f64, bool) {
+/// The gaps between successful requests of a run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Outage {
+    /// The longest time without a successful request, ms.
+    pub longest_ms: f64,
+    /// When it began, seconds since the load started.
+    pub from_s: f64,
+    /// Whether it lasted to the end of the run.
+    pub to_end: bool,
+    /// All the gaps of at least [`DOWN_GAP_MS`] added up, ms.
+    pub down_ms: f64,
+}
+
+/// A gap between two successful requests counted as time down (under the load a gap is
+/// sub-millisecond; a take-back's a few tens of milliseconds).
+pub const DOWN_GAP_MS: f64 = 100.0;
+
+/// The gaps between the ends of successful requests (and from the last one to the end of the
+/// run, `elapsed` seconds).
+pub fn outage(recs: &[crate::loadgen::Rec], elapsed: f64) -> Outage {
     let mut ends: Vec<f64> = recs
         .iter()
         .filter(|r| r.outcome == crate::loadgen::Outcome::Ok)
         .map(|r| (r.start_us as f64 + r.lat_us as f64) / 1e6)
         .collect();
     ends.sort_by(f64::total_cmp);
-    let mut best = (0.0, 0.0, false);
+    let mut o = Outage::default();
     let mut last = 0.0;
     for t in ends.into_iter().chain([elapsed]) {
-        if t - last > best.0 {
-            best = (t - last, last, t == elapsed);
+        let gap_ms = (t - last) * 1e3;
+        if gap_ms > o.longest_ms {
+            (o.longest_ms, o.from_s, o.to_end) = (gap_ms, last, t == elapsed);
+        }
+        if gap_ms >= DOWN_GAP_MS {
+            o.down_ms += gap_ms;
         }
         last = t.max(last);
     }
-    (best.0 * 1e3, best.1, best.2)
+    o
 }
 
 #[cfg(test)]
@@ -328,9 +349,11 @@ mod tests {
         };
         let fail = Outcome::Fail(integration_tests::http::FailKind::ConnectRefused);
         let recs = [rec(0, Outcome::Ok), rec(100, fail), rec(500, Outcome::Ok)];
-        let (ms, from, to_end) = outage(&recs, 0.6);
-        assert!((ms - 500.0).abs() < 1e-6 && (from - 0.001).abs() < 1e-9 && !to_end);
-        let (ms, from, to_end) = outage(&recs[..2], 2.0);
-        assert!((ms - 1999.0).abs() < 1e-6 && (from - 0.001).abs() < 1e-9 && to_end);
+        let o = outage(&recs, 0.6);
+        assert!((o.longest_ms - 500.0).abs() < 1e-6 && (o.from_s - 0.001).abs() < 1e-9);
+        assert!(!o.to_end && (o.down_ms - 500.0).abs() < 1e-6, "{o:?}");
+        let o = outage(&recs[..2], 2.0);
+        assert!((o.longest_ms - 1999.0).abs() < 1e-6 && o.to_end, "{o:?}");
+        assert!((o.down_ms - 1999.0).abs() < 1e-6, "{o:?}");
     }
 }

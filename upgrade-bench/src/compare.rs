@@ -40,7 +40,7 @@ pub fn subjects(a: &Args, graceful: &str) -> Vec<Subject> {
 /// Upgrades without load, 300 ms apart.
 const SPACING: Duration = Duration::from_millis(300);
 /// Side by side, each command does this many upgrades in a row, then the next one's turn.
-const BLOCK: usize = 10;
+const BLOCK: usize = 5;
 
 /// The handoff time of `n` upgrades without load per subject, and where it went. Side by side,
 /// the subjects take turns in blocks of [`BLOCK`] (each block a fresh process), the first of a

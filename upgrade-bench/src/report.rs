@@ -51,9 +51,8 @@ pub struct Outcome {
     pub run: Run,
     /// The timeline picture written, if any.
     pub svg: Option<PathBuf>,
-    /// With `--bad-build`: the longest time without a successful request (ms), when it
-    /// began (s) and whether it lasted to the end.
-    pub outage: Option<(f64, f64, bool)>,
+    /// With `--bad-build`: the gaps between successful requests.
+    pub outage: Option<crate::badrun::Outage>,
 }
 
 impl Outcome {

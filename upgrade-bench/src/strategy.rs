@@ -757,7 +757,7 @@ pub fn steady(
 }
 
 /// Upgrades without load, `spacing` apart: the library's `ready after` figures, and the
-/// successors' CPU and run-queue milliseconds by then.
+/// successors' CPU and run-queue milliseconds by then (`at`: seconds since the server served).
 pub fn idle_handoffs(
     cmd: &[String],
     n: usize,
@@ -771,10 +771,13 @@ pub fn idle_handoffs(
         families: vec![fam],
     };
     let mut out = Vec::new();
+    let started = Instant::now();
     for _ in 0..n {
         std::thread::sleep(spacing);
+        let at = started.elapsed().as_secs_f64();
         let (ready_ms, sched) = graceful(&mut gens, cfg)?;
         out.push(Handoff {
+            at,
             ready_ms,
             sched,
             ..Handoff::default()
