@@ -1,8 +1,10 @@
 //! The example units of `examples/systemd/`: the unit files themselves (`unit_files`: checked
 //! by `systemd-analyze verify`, their command lines run for real) and the units under a real
-//! systemd service manager (`manager`).
+//! systemd service manager (`manager`; bad builds rolled back, `rollback`).
 
 mod manager;
+mod rollback;
+mod svc;
 mod unit_files;
 
 use std::path::PathBuf;
