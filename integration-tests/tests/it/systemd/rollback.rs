@@ -99,8 +99,7 @@ struct Deploy {
 impl Deploy {
     /// The unit as shipped, started, with the good build beside the path and the load running.
     fn start(shape: Shape, bad: Bad) -> Option<Deploy> {
-        let trace = std::env::var("ITEST_RELOAD_TRACE").unwrap_or_default();
-        let svc = Svc::shape(&format!("{bad:?}-{shape:?}"), shape, &trace)?;
+        let svc = Svc::shape(&format!("{bad:?}-{shape:?}"), shape, "")?;
         let real = svc.m.bin_dir().join("hello.real");
         if std::fs::hard_link(hello_bin(), &real).is_err() {
             integration_tests::copy_hello(&real);
@@ -138,12 +137,6 @@ impl Deploy {
     /// Installs `bad` and runs `systemctl reload`; its outcome, printed.
     fn reload(&self, bad: Bad) -> Ctl {
         self.svc.deploy_script(&bad.script());
-        println!(
-            "TRACE reload at {:?}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-        );
         let c = self.svc.ctl("reload");
         println!(
             "{} {bad:?}: `systemctl reload` {} after {:.0} ms{}",
@@ -472,27 +465,9 @@ fn dies_at_ready(shape: Shape) {
         c.took,
         d.svc.context()
     );
-    d.stays_settled(
-        Instant::now()
-            + Duration::from_secs(
-                std::env::var("DAR_SETTLE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(2),
-            ),
-    );
+    d.stays_settled(Instant::now() + Duration::from_secs(2));
     d.print_systemd();
     let rep = d.stop_load();
-    std::fs::write(
-        format!("/tmp/dar-hello-{}.log", d.svc.unit),
-        d.svc.log_text(),
-    )
-    .unwrap();
-    std::fs::write(
-        format!("/tmp/dar-manager-{}.log", d.svc.unit),
-        d.svc.m.manager_log(),
-    )
-    .unwrap();
     assert_eq!(rep.count(FailKind::ConnectRefused), 0, "{}", rep.summary());
     assert!(
         rep.failed() as usize <= KEEPALIVE + PER_REQUEST,
