@@ -134,7 +134,7 @@ impl Controller {
             match poll_fn(|cx| self.poll_step(&mut task, cx)).await {
                 Step::Stopped(result) => return self.stopped(result).await,
                 Step::Upgraded(result) => self.finish_upgrade(result),
-                Step::Drained(drained) => self.drained(drained),
+                Step::Drained(drained) => self.drained(drained).await,
                 Step::Verdict(verdict) => self.verdict(verdict).await,
                 Step::Keeper(word) => self.keeper_says(word).await,
                 Step::Probation(result) => self.own_probation_ended(result),
@@ -387,7 +387,7 @@ impl Controller {
         }
     }
 
-    fn drained(&mut self, drained: Drained) {
+    async fn drained(&mut self, drained: Drained) {
         let (after, left) = match drained {
             Drained::Empty { after } => {
                 log::info!(
@@ -406,8 +406,14 @@ impl Controller {
             }
         };
         events::emit(AppEvent::Drained { after, left });
+        let passed =
+            matches!(self.phase.fallback_mut(), Some(Watch::Successor(s)) if s.has_passed());
         if self.phase.drained() {
             self.stop_actix(true);
+        } else if passed {
+            // The successor passed its probation while this process drained: it goes now,
+            // unless the successor died meanwhile (then this process takes back).
+            self.verdict(super::successor::Verdict::Passed).await;
         } else if self.phase.fallback_mut().is_some() {
             log::info!("standing by as the fallback until the successor's probation ends");
         }
@@ -421,6 +427,14 @@ impl Controller {
         };
         let pid = successor.serving();
         let after = successor.served();
+        // Its report and its death can be read together (by a busy or stopped process): while
+        // this process holds the listeners, a dead successor is a failed one.
+        let verdict = match (verdict, successor.died()) {
+            (Verdict::Passed, Some(status)) => {
+                Verdict::Failed(format!("it died ({status}) as its probation ended"))
+            }
+            (verdict, _) => verdict,
+        };
         match verdict {
             Verdict::Failed(reason) => {
                 let err = UpgradeError::RolledBack {
@@ -430,19 +444,27 @@ impl Controller {
                 self.take_back(pid, &reason, after).await;
                 successor.answer(Err(err));
             }
-            Verdict::Passed | Verdict::Stopping => {
-                if verdict == Verdict::Passed {
-                    log::info!(
-                        "successor pid={pid} passed its probation after {:.1} s",
-                        after.as_secs_f64()
-                    );
-                    events::emit(AppEvent::ProbationPassed {
-                        pid: crate::error::public_pid(pid),
-                        after,
-                    });
+            Verdict::Passed if successor.has_passed() => self.stop_actix(true),
+            Verdict::Passed => {
+                log::info!(
+                    "successor pid={pid} passed its probation after {:.1} s",
+                    after.as_secs_f64()
+                );
+                events::emit(AppEvent::ProbationPassed {
+                    pid: crate::error::public_pid(pid),
+                    after,
+                });
+                successor.answer(Ok(()));
+                if stop_now {
+                    self.stop_actix(true);
                 } else {
-                    log::info!("successor pid={pid} stops for good: so does this process");
+                    // Still draining: its death meanwhile would still be taken back.
+                    successor.pass();
+                    self.phase.put_back_fallback(Watch::Successor(successor));
                 }
+            }
+            Verdict::Stopping => {
+                log::info!("successor pid={pid} stops for good: so does this process");
                 successor.answer(Ok(()));
                 if stop_now {
                     self.stop_actix(true);

@@ -147,6 +147,14 @@ impl<U, S, D> Phase<U, S, D> {
         }
     }
 
+    /// A watch taken out by [`take_fallback`](Self::take_fallback) goes back in, while handed
+    /// over (the successor passed its probation, and this process still drains).
+    pub(super) fn put_back_fallback(&mut self, watch: S) {
+        if let Phase::HandedOver { fallback, .. } = self {
+            *fallback = Some(watch);
+        }
+    }
+
     /// Taking the listeners back: serving again.
     pub(super) fn taken_back(self) -> Self {
         match self {

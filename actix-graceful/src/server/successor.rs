@@ -70,6 +70,8 @@ pub(super) struct Successor {
     deadline: Pin<Box<actix_rt::time::Sleep>>,
     /// The `UpgradeHandle` caller waiting for the probation's end.
     reply: Option<oneshot::Sender<Result<(), UpgradeError>>>,
+    /// It passed its probation; this process still drains and watches only for its death.
+    passed: bool,
 }
 
 impl Successor {
@@ -92,6 +94,7 @@ impl Successor {
             exit: Some(reap_when_it_ends(child)),
             deadline: Box::pin(actix_rt::time::sleep_until(deadline.into())),
             reply: None,
+            passed: false,
         })
     }
 
@@ -117,8 +120,40 @@ impl Successor {
         }
     }
 
-    /// Polls for the verdict.
+    /// It passed its probation: from now on only its death is a verdict (see
+    /// [`poll_verdict`](Self::poll_verdict)).
+    pub(super) fn pass(&mut self) {
+        self.passed = true;
+    }
+
+    /// Whether it passed its probation.
+    pub(super) fn has_passed(&self) -> bool {
+        self.passed
+    }
+
+    /// How our child ended, if it died by a failure ([`failed`]) and is known to have by now;
+    /// never blocks.
+    pub(super) fn died(&mut self) -> Option<ExitStatus> {
+        if self.serving != self.child {
+            return None;
+        }
+        match self.exit.as_mut()?.try_recv() {
+            Ok(Some(status)) if failed(status) => Some(status),
+            Ok(Some(_)) | Err(_) => {
+                self.exit = None;
+                None
+            }
+            Ok(None) => None,
+        }
+    }
+
+    /// Polls for the verdict. Once it passed, the only verdict left is a death by failure (the
+    /// probation's report and the death can arrive together, read late by a busy process):
+    /// while this process still holds the listeners, taking them back keeps the service up.
     pub(super) fn poll_verdict(&mut self, cx: &mut Context<'_>) -> Poll<Verdict> {
+        if self.passed {
+            return self.poll_death_after_passing(cx);
+        }
         while let Some(channel) = &mut self.channel {
             match poll_channel(channel, cx) {
                 Poll::Ready(heard) => {
@@ -152,6 +187,25 @@ impl Successor {
         Poll::Pending
     }
 
+    /// After the probation passed: [`Verdict::Failed`] on our child's death by failure.
+    fn poll_death_after_passing(&mut self, cx: &mut Context<'_>) -> Poll<Verdict> {
+        let Some(exit) = &mut self.exit else {
+            return Poll::Pending;
+        };
+        let Poll::Ready(status) = exit.poll_unpin(cx) else {
+            return Poll::Pending;
+        };
+        self.exit = None;
+        match status {
+            Ok(status) if self.serving == self.child && failed(status) => {
+                Poll::Ready(Verdict::Failed(format!(
+                    "it died ({status}) after its probation, while this process still drained"
+                )))
+            }
+            _ => Poll::Pending,
+        }
+    }
+
     /// What a message (or the channel's end) means; `None`: keep watching.
     fn heard(&mut self, heard: Heard) -> Option<Verdict> {
         match heard {
@@ -178,6 +232,16 @@ impl Successor {
                     .then(|| Verdict::Failed(format!("generation pid={} died", self.serving)))
             }
         }
+    }
+}
+
+/// A death by failure: a signal or a non-zero code. Not an exit 0 (a generation that handed over
+/// to a successor of its own, or stopped as asked), nor an unknown end (reaped by other code).
+fn failed(status: ExitStatus) -> bool {
+    match status {
+        ExitStatus::Code(code) => code != 0,
+        ExitStatus::Signal { .. } => true,
+        _ => false,
     }
 }
 

@@ -302,6 +302,59 @@ fn successor_killed_during_the_drain_old_takes_back() {
     assert_clean(&r, u2.new);
 }
 
+/// The successor passed its probation (300 ms), but dies while the old process still drains
+/// (an idle keep-alive connection keeps it draining up to its 3 s drain timeout): the old
+/// process still holds the listeners, so it takes back instead of exiting, and the service
+/// stays up. Lost: the requests the successor held.
+#[test]
+fn successor_killed_after_its_probation_while_the_old_drains_old_takes_back() {
+    let _g = heavy_lock();
+    let args = ["--drain-timeout-ms", "3000", "--probation-ms", "300"];
+    let r = Rig::start("kill-passed-succ", &args);
+    let old = r.h.pid();
+    let loops = 2;
+    let load = r.per_request_load(loops);
+    let mut idle = integration_tests::http::Client::new(r.h.target.clone());
+    assert_eq!(idle.get("/health").expect("GET").pid, Some(old));
+    sleep_ms(300);
+    let mark = r.h.family.stderr.len();
+    let no_wait = UpgradeOpts {
+        wait_old_exit: None,
+        ..UpgradeOpts::default()
+    };
+    let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
+    r.wait_line(
+        mark,
+        &format!("successor pid={} passed its probation", u.new),
+        5,
+    );
+    let held = freeze_count_kill(u.new, r.port);
+    let line = r.wait_line(mark, "rolled back: successor pid=", 5);
+    println!("{line}");
+    assert!(
+        line.contains("after its probation, while this process still drained"),
+        "{line}"
+    );
+    r.serves(old, "old process after taking back");
+    assert_eq!(
+        idle.get("/health").expect("GET on the idle connection").pid,
+        Some(old)
+    );
+    sleep_ms(3500); // past the drain timeout: the old process must still be there
+    assert!(
+        procfs::stat(old).is_some_and(|s| s.state != 'Z'),
+        "old process {old} gone after taking back"
+    );
+    let rep = load.stop();
+    println!("load: {}", rep.summary());
+    assert!(
+        rep.failed() as usize <= held && held <= loops,
+        "lost more than the killed process held ({held}): {}",
+        rep.summary()
+    );
+    assert_clean(&r, old);
+}
+
 /// The old process is SIGKILLed during its drain (drain timeout over, slow requests still
 /// running): the successor serves on; lost are exactly the slow requests the old one held.
 #[test]

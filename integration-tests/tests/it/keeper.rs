@@ -352,12 +352,13 @@ fn sigterm_to_the_keeper_drains_and_everything_exits_0() {
         .expect("one")
         .unwrap_or_else(|f| panic!("slow request failed: {f}"));
     assert_eq!((r.status, r.pid), (200, Some(u.new)));
+    // The keeper's last lines may still be in the pipe when its exit is seen: read to EOF.
+    let stopped = format!("generation pid={} stopped (exit status 0)", u.new);
     assert!(
         h.family
             .stderr
-            .lines()
-            .iter()
-            .any(|l| l.contains(&format!("generation pid={} stopped (exit status 0)", u.new))),
+            .wait_for_line(0, |l| l.contains(&stopped), Duration::from_secs(5))
+            .is_some(),
         "{}",
         h.family.output_tail(20)
     );
