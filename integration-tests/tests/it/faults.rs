@@ -92,6 +92,29 @@ impl Rig {
         })
     }
 
+    /// An idle keep-alive connection to the old process (it keeps the drain going), then an
+    /// upgrade not waiting for the old process's exit: the connection, the stderr mark before
+    /// the upgrade, the upgrade.
+    fn upgrade_keeping_an_idle_connection(
+        &self,
+    ) -> (
+        integration_tests::Client,
+        usize,
+        integration_tests::hello::Upgrade,
+    ) {
+        let old = self.h.pid();
+        let mut idle = integration_tests::http::Client::new(self.h.target.clone());
+        assert_eq!(idle.get("/health").expect("GET").pid, Some(old));
+        sleep_ms(300);
+        let mark = self.h.family.stderr.len();
+        let no_wait = UpgradeOpts {
+            wait_old_exit: None,
+            ..UpgradeOpts::default()
+        };
+        let u = upgrade(&self.h.family, &self.h.target, old, &no_wait).expect("upgrade");
+        (idle, mark, u)
+    }
+
     fn wait_line(&self, from: usize, needle: &str, secs: u64) -> String {
         self.h.wait_line(from, needle, secs)
     }
@@ -258,15 +281,7 @@ fn successor_killed_during_the_drain_old_takes_back() {
     let old = r.h.pid();
     let loops = 2;
     let load = r.per_request_load(loops);
-    let mut idle = integration_tests::http::Client::new(r.h.target.clone());
-    assert_eq!(idle.get("/health").expect("GET").pid, Some(old));
-    sleep_ms(300);
-    let mark = r.h.family.stderr.len();
-    let no_wait = UpgradeOpts {
-        wait_old_exit: None,
-        ..UpgradeOpts::default()
-    };
-    let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
+    let (mut idle, mark, u) = r.upgrade_keeping_an_idle_connection();
     let slow = spawn_slow(&r.h.target, 20_000, SLOW, Some(r.h.family.pid_set()));
     sleep_ms(300);
     let held = freeze_count_kill(u.new, r.port);
@@ -314,15 +329,7 @@ fn successor_killed_after_its_probation_while_the_old_drains_old_takes_back() {
     let old = r.h.pid();
     let loops = 2;
     let load = r.per_request_load(loops);
-    let mut idle = integration_tests::http::Client::new(r.h.target.clone());
-    assert_eq!(idle.get("/health").expect("GET").pid, Some(old));
-    sleep_ms(300);
-    let mark = r.h.family.stderr.len();
-    let no_wait = UpgradeOpts {
-        wait_old_exit: None,
-        ..UpgradeOpts::default()
-    };
-    let u = upgrade(&r.h.family, &r.h.target, old, &no_wait).expect("upgrade");
+    let (mut idle, mark, u) = r.upgrade_keeping_an_idle_connection();
     r.wait_line(
         mark,
         &format!("successor pid={} passed its probation", u.new),
