@@ -11,6 +11,7 @@
 //! outgoing one's is an ephemeral port or an unnamed Unix socket.
 
 use std::{
+    collections::HashMap,
     fs, io,
     net::{IpAddr, SocketAddr},
     os::fd::RawFd,
@@ -68,10 +69,22 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
+/// What a count learned about a socket, kept while it stays open: an open socket's inode
+/// identifies it, so a descriptor seen again costs one `fstat` instead of three calls.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// Accepted on one of our listeners.
+    client: bool,
+    /// Its TCP peer (client connections only).
+    peer: Option<SocketAddr>,
+}
+
 /// The listeners whose accepted connections are this process's client connections.
 #[derive(Debug, Clone)]
 pub(crate) struct ClientConnections {
     listeners: Vec<Local>,
+    /// The sockets of the last count, by descriptor and inode.
+    known: HashMap<(RawFd, u64), Known>,
 }
 
 impl ClientConnections {
@@ -79,7 +92,10 @@ impl ClientConnections {
     pub(crate) fn new(fds: impl IntoIterator<Item = RawFd>) -> Self {
         let mut listeners: Vec<Local> = fds.into_iter().filter_map(Local::of).collect();
         listeners.dedup();
-        ClientConnections { listeners }
+        ClientConnections {
+            listeners,
+            known: HashMap::new(),
+        }
     }
 
     /// How many client connections this process holds now: open stream sockets, not listening,
@@ -88,7 +104,7 @@ impl ClientConnections {
     ///
     /// # Errors
     /// The descriptor table cannot be listed (no `/proc/self/fd` nor `/dev/fd`).
-    pub(crate) fn count(&self) -> io::Result<usize> {
+    pub(crate) fn count(&mut self) -> io::Result<usize> {
         self.count_but(&[])
     }
 
@@ -97,22 +113,40 @@ impl ClientConnections {
     ///
     /// # Errors
     /// As [`count`](Self::count).
-    pub(crate) fn count_but(&self, except: &[SocketAddr]) -> io::Result<usize> {
+    pub(crate) fn count_but(&mut self, except: &[SocketAddr]) -> io::Result<usize> {
         if self.listeners.is_empty() {
             return Ok(0);
         }
-        let mut last = None;
-        for dir in FD_DIRS {
-            match fs::read_dir(dir) {
-                Ok(entries) => {
-                    let fds = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
-                    let counted = |&fd: &RawFd| self.is_client(fd) && !peer_in(fd, except);
-                    return Ok(fds.filter(counted).count());
-                }
-                Err(err) => last = Some(err),
+        let fds = open_fds()?;
+        let mut known = HashMap::with_capacity(self.known.len());
+        let mut count = 0;
+        for fd in fds {
+            let Some(inode) = socket_inode(fd) else {
+                continue;
+            };
+            let it = match self.known.get(&(fd, inode)) {
+                Some(it) => *it,
+                None => self.learn(fd),
+            };
+            known.insert((fd, inode), it);
+            let left_out = it
+                .peer
+                .is_some_and(|peer| except.iter().any(|p| same_peer(*p, peer)));
+            if it.client && !left_out {
+                count += 1;
             }
         }
-        Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+        self.known = known;
+        Ok(count)
+    }
+
+    /// What the socket at `fd` is: asked of the kernel once per socket.
+    fn learn(&self, fd: RawFd) -> Known {
+        let client = self.is_client(fd);
+        Known {
+            client,
+            peer: if client { tcp_peer(fd) } else { None },
+        }
     }
 
     fn is_client(&self, fd: RawFd) -> bool {
@@ -128,19 +162,35 @@ impl ClientConnections {
     }
 }
 
-/// Whether the TCP peer of the socket at `fd` is one of `peers` (never for a Unix socket).
-fn peer_in(fd: RawFd, peers: &[SocketAddr]) -> bool {
-    if peers.is_empty() {
-        return false;
+/// The descriptors open in this process now.
+fn open_fds() -> io::Result<Vec<RawFd>> {
+    let mut last = None;
+    for dir in FD_DIRS {
+        match fs::read_dir(dir) {
+            Ok(entries) => {
+                let fds = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok());
+                return Ok(fds.collect());
+            }
+            Err(err) => last = Some(err),
+        }
     }
-    let Ok(addr) = nix::sys::socket::getpeername::<SockaddrStorage>(fd) else {
-        return false;
-    };
-    let peer = addr
-        .as_sockaddr_in()
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::NotFound)))
+}
+
+/// The inode of the socket at `fd`; `None` for anything else (or a descriptor closed meanwhile).
+fn socket_inode(fd: RawFd) -> Option<u64> {
+    let stat = nix::sys::stat::fstat(fd).ok()?;
+    #[allow(clippy::unnecessary_cast)] // mode_t and ino_t differ in width between platforms
+    let (mode, inode) = (stat.st_mode as libc::mode_t, stat.st_ino as u64);
+    (mode & libc::S_IFMT == libc::S_IFSOCK).then_some(inode)
+}
+
+/// The TCP peer of the socket at `fd` (`None` for a Unix socket).
+fn tcp_peer(fd: RawFd) -> Option<SocketAddr> {
+    let addr = nix::sys::socket::getpeername::<SockaddrStorage>(fd).ok()?;
+    addr.as_sockaddr_in()
         .map(|a| SocketAddr::V4((*a).into()))
-        .or_else(|| addr.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())));
-    peer.is_some_and(|peer| peers.iter().any(|p| same_peer(*p, peer)))
+        .or_else(|| addr.as_sockaddr_in6().map(|a| SocketAddr::V6((*a).into())))
 }
 
 /// Equal addresses, also when one IP is the IPv4-mapped IPv6 form of the other.
@@ -182,7 +232,7 @@ mod tests {
     fn counts_accepted_sockets_of_our_listeners_only() {
         let ours = TcpListener::bind("127.0.0.1:0").expect("bind");
         let other = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let mut clients = ClientConnections::new([ours.as_raw_fd()]);
         assert_eq!(clients.count().expect("count"), 0);
 
         // A connection to our listener: its accepted end counts, its client end does not (the
@@ -203,9 +253,28 @@ mod tests {
     }
 
     #[test]
+    fn a_descriptor_reused_by_another_socket_is_asked_about_again() {
+        let ours = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let other = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let mut clients = ClientConnections::new([ours.as_raw_fd()]);
+        let _client = TcpStream::connect(ours.local_addr().expect("addr")).expect("connect");
+        let (accepted, _) = ours.accept().expect("accept");
+        assert_eq!(clients.count().expect("count"), 1);
+        // The accepted socket's number, now an outgoing connection (dup2 replaces atomically;
+        // the number stays ours, so no other test's descriptor is touched).
+        let outgoing = TcpStream::connect(other.local_addr().expect("addr")).expect("connect");
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(accepted);
+        nix::unistd::dup2(outgoing.as_raw_fd(), fd).expect("dup2");
+        // SAFETY: `fd` is open (dup2 succeeded) and owned by nothing else: `accepted` gave it up.
+        let reused = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        assert_eq!(clients.count().expect("count"), 0);
+        drop(reused);
+    }
+
+    #[test]
     fn connections_of_given_peers_are_left_out() {
         let ours = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let mut clients = ClientConnections::new([ours.as_raw_fd()]);
         let h1 = TcpStream::connect(ours.local_addr().expect("addr")).expect("connect");
         let h2 = TcpStream::connect(ours.local_addr().expect("addr")).expect("connect");
         let _a = ours.accept().expect("accept");
@@ -221,7 +290,7 @@ mod tests {
         let Ok(ours) = TcpListener::bind("0.0.0.0:0") else {
             return; // no IPv4 here
         };
-        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let mut clients = ClientConnections::new([ours.as_raw_fd()]);
         let port = ours.local_addr().expect("addr").port();
         let mut client = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let (_accepted, _) = ours.accept().expect("accept");
@@ -236,7 +305,7 @@ mod tests {
         let path = dir.join("s.sock");
         let _ = fs::remove_file(&path);
         let ours = UnixListener::bind(&path).expect("bind");
-        let clients = ClientConnections::new([ours.as_raw_fd()]);
+        let mut clients = ClientConnections::new([ours.as_raw_fd()]);
         let _client = std::os::unix::net::UnixStream::connect(&path).expect("connect");
         assert_eq!(clients.count().expect("count"), 0, "not accepted yet");
         let (_accepted, _) = ours.accept().expect("accept");
