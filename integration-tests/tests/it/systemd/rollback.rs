@@ -30,8 +30,20 @@ use std::time::{Duration, Instant};
 /// The clients, as in the measurements.
 const KEEPALIVE: usize = 8;
 const PER_REQUEST: usize = 2;
-/// hello's default probation, which the units keep.
-const PROBATION: Duration = Duration::from_secs(10);
+/// The bad builds' probation: hello's default 10 s, which the units keep, unless
+/// `SYSTEMD_PROBATION_S` sets another through the tests' drop-in (CI: 3 s, the same checks in
+/// less time).
+fn probation() -> Duration {
+    Duration::from_secs(integration_tests::env_usize("SYSTEMD_PROBATION_S", 10) as u64)
+}
+
+/// The drop-in line for [`probation`], when it is not hello's default.
+fn probation_drop_in() -> String {
+    match probation().as_secs() {
+        10 => String::new(),
+        s => format!("Environment=ACTIX_GRACEFUL_PROBATION={s}s"),
+    }
+}
 
 /// The bad builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,17 +111,17 @@ struct Deploy {
 impl Deploy {
     /// The unit as shipped, started, with the good build beside the path and the load running.
     fn start(shape: Shape, bad: Bad) -> Option<Deploy> {
-        let svc = Svc::shape(&format!("{bad:?}-{shape:?}"), shape, "")?;
+        let svc = Svc::shape(&format!("{bad:?}-{shape:?}"), shape, &probation_drop_in())?;
         let real = svc.m.bin_dir().join("hello.real");
         if std::fs::hard_link(hello_bin(), &real).is_err() {
             integration_tests::copy_hello(&real);
         }
         svc.start();
         if shape == Shape::Keeper {
-            // The keeper's first generation is on probation itself for its first 10 s, and
+            // The keeper's first generation is on probation itself at first, and
             // the keeper keeps only a generation that passed as the fallback: deploy after.
             svc.m
-                .wait_prop(&svc.unit, "StatusText", PROBATION + T, |s| {
+                .wait_prop(&svc.unit, "StatusText", probation() + T, |s| {
                     s.contains("probation passed")
                 })
                 .unwrap_or_else(|| panic!("first probation\n{}", svc.context()));
@@ -309,7 +321,7 @@ fn crash_after_ready(shape: Shape) {
         status.contains("died (killed by signal SIGKILL)"),
         "{status}"
     );
-    let samples = d.stays_settled(ready + PROBATION + Duration::from_secs(2));
+    let samples = d.stays_settled(ready + probation() + Duration::from_secs(2));
     d.print_systemd();
     let rep = d.snapshot();
     println!(
@@ -402,7 +414,7 @@ fn status_500(shape: Shape) {
     };
     let c = d.reload(Bad::Status500);
     let ready = Instant::now();
-    let status = d.status_with("rolled back", PROBATION);
+    let status = d.status_with("rolled back", probation());
     let back = wait_for_pid(&d.svc.target, "/", |p| p == d.serving, T);
     println!(
         "{}: rolled back {:.0} ms after `systemctl reload` returned ({}); StatusText={status}",
@@ -412,7 +424,7 @@ fn status_500(shape: Shape) {
     );
     assert_eq!(back, Some(d.serving), "{}", d.svc.context());
     assert!(status.contains("were 5xx"), "{status}");
-    d.stays_settled(ready + PROBATION + Duration::from_secs(2));
+    d.stays_settled(ready + probation() + Duration::from_secs(2));
     d.print_systemd();
     let rep = d.stop_load();
     println!("{}: {} answers 500", d.svc.unit, rep.non_200);
