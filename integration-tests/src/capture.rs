@@ -94,6 +94,27 @@ impl Capture {
         self.inner.eof.load(Ordering::SeqCst)
     }
 
+    /// Wait (at most `timeout`) until every writer has closed the pipe and every line is read;
+    /// whether that happened.
+    pub fn wait_eof(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut lines = self.inner.lines.lock().unwrap_or_else(|e| e.into_inner());
+        while !self.eof() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let step = (deadline - now).min(Duration::from_millis(50));
+            lines = self
+                .inner
+                .cv
+                .wait_timeout(lines, step)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
     /// A copy of all lines.
     pub fn lines(&self) -> Vec<String> {
         self.inner

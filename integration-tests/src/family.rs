@@ -214,9 +214,17 @@ impl ServerFamily {
             .collect()
     }
 
-    /// Wait until `pid` is gone; see [`reaper::wait_gone`].
+    /// Wait until `pid` is gone; see [`reaper::wait_gone`]. When no member is left then, also
+    /// until the family's output is read to its end (at most 2 s): its last lines may still be
+    /// in the pipes when the exit is seen, and a test that asserts on them must find them.
     pub fn wait_gone(&self, pid: i32, timeout: Duration) -> Option<Gone> {
-        reaper::wait_gone(pid, self.started, timeout)
+        let gone = reaper::wait_gone(pid, self.started, timeout);
+        if gone.is_some() && self.live_pids().is_empty() {
+            let end = Duration::from_secs(2);
+            self.stdout.wait_eof(end);
+            self.stderr.wait_eof(end);
+        }
+        gone
     }
 
     /// SIGKILL every member and every descendant of a member, and wait (bounded) until
