@@ -7,6 +7,7 @@ use crate::{Binding, GracefulBind as _, ListenAddr, Listener};
 
 #[test]
 fn a_name_systemd_would_reject_is_refused_before_binding() {
+    let _registry = crate::process::registry::one_test_at_a_time();
     for bad in ["api:v2", "tab\there", &"x".repeat(256)] {
         let err = Binding::tcp("127.0.0.1:0").name(bad).bind().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
@@ -16,6 +17,7 @@ fn a_name_systemd_would_reject_is_refused_before_binding() {
 
 #[test]
 fn fresh_tcp_reports_the_real_port_and_registers_it() {
+    let _registry = crate::process::registry::one_test_at_a_time();
     let listeners = Binding::tcp("127.0.0.1:0").name("itest").bind().unwrap();
     let Listener::Tcp(l) = &listeners[0] else {
         panic!("not TCP")
@@ -43,6 +45,7 @@ fn socket_of(fd: i32) -> String {
 /// registry's own duplicate).
 #[test]
 fn a_dropped_server_is_not_handed_over_and_a_rebuilt_one_gets_its_socket_back() {
+    let _registry = crate::process::registry::one_test_at_a_time();
     use actix_web::{App, HttpServer};
     let name = "rebuilt-server";
     let server = HttpServer::new(App::new)
@@ -80,8 +83,15 @@ fn a_dropped_server_is_not_handed_over_and_a_rebuilt_one_gets_its_socket_back() 
     assert_eq!(ours(name), before, "the same socket, taken back");
     drop(server);
     assert_eq!(ours(name), Vec::<String>::new(), "dropped: not handed over");
-    let free = std::net::TcpListener::bind(sa);
-    assert!(free.is_ok(), "pruned: the port is free again ({free:?})");
+    // Pruned: no descriptor of this process holds the socket any more, so the port is free
+    // once no one else holds it. (Binding the port to show it would race with a process
+    // another test's thread has just forked: it holds a copy until its `exec`.)
+    let held: Vec<_> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| socket_of(*fd) == before[0])
+        .collect();
+    assert_eq!(held, Vec::<i32>::new(), "pruned: {} still open", before[0]);
 }
 
 /// Issue 12, 7a (child side): run by the parent with fd 3 = a listener at 127.0.0.1:P
@@ -153,6 +163,7 @@ fn a_failed_multi_address_bind_puts_the_inherited_socket_back() {
 #[cfg(target_os = "linux")]
 #[test]
 fn an_at_name_binds_the_abstract_namespace() {
+    let _registry = crate::process::registry::one_test_at_a_time();
     let name = format!("@ag-bind-test-{}", std::process::id());
     let cwd_file = std::path::Path::new(&name);
     let listeners = Binding::uds(&name).bind().unwrap();
@@ -179,15 +190,47 @@ fn an_at_name_binds_the_abstract_namespace() {
 
 #[test]
 fn a_live_unix_socket_is_never_replaced_but_a_stale_one_is() {
+    let _registry = crate::process::registry::one_test_at_a_time();
     let dir = std::env::temp_dir().join(format!("ag-bind-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("live.sock");
     let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let err = Binding::uds(&path).bind().unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
-    drop(live); // the file stays, nothing listens: stale
+    drop(live);
+    std::fs::remove_file(&path).unwrap();
+    left_by_a_dead_process(&path);
     assert_eq!(Binding::uds(&path).bind().unwrap().len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Leaves a socket file at `path` as a crashed server does: a child binds and listens on it,
+/// then dies. Made in a child because a socket made here may live on for a while in a
+/// process another test's thread has just forked (close-on-exec acts only at its `exec`), and
+/// the path then rightly looks live: the binder's probe connects (CI, stop 22).
+fn left_by_a_dead_process(path: &std::path::Path) {
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    use nix::sys::wait::{waitpid, WaitStatus};
+    let addr = nix::sys::socket::UnixAddr::new(path).unwrap();
+    // SAFETY: between fork and _exit the child makes only async-signal-safe calls (socket,
+    // bind, listen, _exit) on `addr`, made before the fork; it allocates nothing and unwinds
+    // nowhere (every result is ignored, and `_exit` ends it in every case).
+    match unsafe { nix::unistd::fork() }.unwrap() {
+        nix::unistd::ForkResult::Child => {
+            let flags = SockFlag::empty();
+            if let Ok(fd) = socket(AddressFamily::Unix, SockType::Stream, flags, None) {
+                let _ = bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr);
+                let _ = listen(&fd, Backlog::MAXCONN);
+            }
+            // SAFETY: `_exit` is async-signal-safe and skips the parent's atexit handlers.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            let status = waitpid(child, None).unwrap();
+            assert_eq!(status, WaitStatus::Exited(child, 0));
+        }
+    }
+    assert!(path.exists(), "the dead child's socket file stays");
 }
 
 /// Every form `ToSocketAddrs` takes by value converts into a TCP `Binding`, so

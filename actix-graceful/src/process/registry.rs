@@ -317,6 +317,15 @@ fn descriptors(unnamed: &str) -> Vec<(RawFd, String)> {
         .collect()
 }
 
+/// The registry is the whole test binary's, and any test that binds, registers or lists the
+/// handoff set may prune it. A test that drops a socket and then looks for its entry holds
+/// this, as does every test that binds or prunes, so no other test prunes that entry first.
+#[cfg(test)]
+pub(crate) fn one_test_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +341,7 @@ mod tests {
 
     #[test]
     fn a_closed_descriptor_leaves_the_handoff_and_its_listener_can_be_taken_back() {
+        let _registry = one_test_at_a_time();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = ListenAddr::Tcp(l.local_addr().unwrap());
         let dup = l.try_clone().unwrap();
@@ -355,6 +365,7 @@ mod tests {
 
     #[test]
     fn registering_twice_keeps_one_entry_and_closing_drops_it() {
+        let _registry = one_test_at_a_time();
         let u = UdpSocket::bind("127.0.0.1:0").unwrap();
         register_fd("u1".into(), u.as_fd()).unwrap();
         register_fd("u1".into(), u.as_fd()).unwrap();

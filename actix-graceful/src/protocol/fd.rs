@@ -318,7 +318,7 @@ mod tests {
 
     #[test]
     fn rejects_a_pipe() {
-        let (r, _w) = nix::unistd::pipe().unwrap();
+        let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let err = probe(r.as_raw_fd()).unwrap_err();
         assert!(
             matches!(

@@ -205,7 +205,7 @@ mod tests {
         )
         .unwrap();
         nix::sys::socket::bind(rx.as_raw_fd(), &addr).unwrap();
-        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
 
         let target = format!("@{name}");
         send(

@@ -126,13 +126,16 @@ impl AsRawFd for Channel {
 
 #[cfg(test)]
 mod tests {
-    use nix::unistd::{pipe, Pid};
+    use nix::{
+        fcntl::OFlag,
+        unistd::{pipe2, Pid},
+    };
 
     use super::*;
 
     #[test]
     fn reports_then_closed() {
-        let (r, w) = pipe().expect("pipe");
+        let (r, w) = pipe2(OFlag::O_CLOEXEC).expect("pipe");
         let mut channel = Channel::new(r).expect("channel");
         assert_eq!(channel.next(), None);
         assert_eq!(channel.wait(Duration::from_millis(10)), None);
@@ -153,7 +156,8 @@ mod tests {
             channel.wait(Duration::from_secs(5)),
             Some(Heard::Report(Report::Passed { pid }))
         );
-        assert_eq!(channel.next(), Some(Heard::Closed));
+        // A process another test's thread forks holds `w` until its `exec`: wait for the end.
+        assert_eq!(channel.wait(Duration::from_secs(5)), Some(Heard::Closed));
         assert_eq!(channel.next(), Some(Heard::Closed));
     }
 }

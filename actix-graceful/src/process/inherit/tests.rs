@@ -52,7 +52,7 @@ mod claims {
         if std::env::var_os(VAR).is_some() {
             return;
         }
-        let (fifo, _w) = nix::unistd::pipe().unwrap();
+        let (fifo, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let out = super::child::run(
