@@ -2,8 +2,8 @@
 //!
 //! The test process makes itself a *child subreaper* (`prctl(PR_SET_CHILD_SUBREAPER)`), so a
 //! server generation whose parent has exited is re-parented to the test process instead of
-//! to init. A single thread then calls `waitpid(-1)` in a loop and records every exit
-//! status in a map keyed by pid, with the instant it was reaped.
+//! to init. A single thread then waits for any child in a loop and records every exit status
+//! in a map keyed by pid, with the instant it was reaped, before it reaps the child.
 //!
 //! Consequences for the code that spawns processes:
 //! - spawn with [`std::process::Command`] but never call `Child::wait`, `Child::try_wait`,
@@ -75,33 +75,51 @@ pub fn ensure() {
 
 fn reaper_loop() {
     loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: waitpid with a valid out pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
-        if pid > 0 {
-            let exit = if libc::WIFEXITED(status) {
-                Exit::Code(libc::WEXITSTATUS(status))
-            } else if libc::WIFSIGNALED(status) {
-                Exit::Signal(libc::WTERMSIG(status))
-            } else {
-                continue;
-            };
-            let mut map = MAP.lock().unwrap_or_else(|e| e.into_inner());
-            map.entry(pid).or_default().push(Reaped {
-                exit,
-                at: Instant::now(),
-            });
-            drop(map);
-            CV.notify_all();
-        } else {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        match next_exit() {
+            Ok(Some((pid, exit))) => {
+                // Recorded before it is reaped: a process our reaper collects is never absent
+                // from /proc and from the map at once, so `wait_gone` needs no grace period.
+                let mut map = MAP.lock().unwrap_or_else(|e| e.into_inner());
+                map.entry(pid).or_default().push(Reaped {
+                    exit,
+                    at: Instant::now(),
+                });
+                drop(map);
+                CV.notify_all();
+                let mut status: libc::c_int = 0;
+                // SAFETY: waitpid with a valid out pointer; ECHILD (a std `Child::wait` of
+                // another thread got there first) is fine, the status is recorded.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
             }
+            Ok(None) => {}
             // ECHILD: no children right now. Poll again shortly.
-            std::thread::sleep(Duration::from_millis(2));
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
+}
+
+/// Waits for a child to end and returns its pid and status, leaving it a zombie (`WNOWAIT`).
+/// `Ok(None)`: interrupted, or a state that is not an end.
+fn next_exit() -> std::io::Result<Option<(i32, Exit)>> {
+    // SAFETY: siginfo_t is plain data, valid when zeroed.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid with a valid out pointer.
+    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EINTR) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    // SAFETY: waitid filled `info` for a child (si_pid, si_status are set for SIGCHLD).
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    let exit = match info.si_code {
+        libc::CLD_EXITED => Exit::Code(status),
+        libc::CLD_KILLED | libc::CLD_DUMPED => Exit::Signal(status),
+        _ => return Ok(None),
+    };
+    Ok(Some((pid, exit)))
 }
 
 /// The exit status of `pid` if the reaper collected it at or after `since`.
@@ -154,7 +172,6 @@ impl fmt::Display for Gone {
 pub fn wait_gone(pid: i32, since: Instant, timeout: Duration) -> Option<Gone> {
     ensure();
     let deadline = Instant::now() + timeout;
-    let mut absent_since: Option<Instant> = None;
     let mut map = MAP.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if let Some(r) = map
@@ -165,14 +182,9 @@ pub fn wait_gone(pid: i32, since: Instant, timeout: Duration) -> Option<Gone> {
         }
         let now = Instant::now();
         if !crate::procfs::exists(pid) {
-            // Our reaper may have collected it a moment ago without having recorded it yet:
-            // give it 50 ms before concluding someone else reaped it.
-            let t = *absent_since.get_or_insert(now);
-            if now.duration_since(t) > Duration::from_millis(50) {
-                return Some(Gone::ReapedElsewhere);
-            }
-        } else {
-            absent_since = None;
+            // The reaper records a status before it reaps (`next_exit`), and the map was
+            // looked at above under the lock the reaper records under: someone else reaped it.
+            return Some(Gone::ReapedElsewhere);
         }
         if now >= deadline {
             return None;
