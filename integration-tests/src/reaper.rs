@@ -87,9 +87,13 @@ fn reaper_loop() {
                 drop(map);
                 CV.notify_all();
                 let mut status: libc::c_int = 0;
-                // SAFETY: waitpid with a valid out pointer; ECHILD (a std `Child::wait` of
-                // another thread got there first) is fine, the status is recorded.
-                unsafe { libc::waitpid(pid, &mut status, 0) };
+                // SAFETY: waitpid with a valid out pointer. Retried on EINTR, else the zombie
+                // would be recorded twice; ECHILD (a std `Child::wait` of another thread got
+                // there first) is fine, the status is recorded.
+                while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                    && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                {
+                }
             }
             Ok(None) => {}
             // ECHILD: no children right now. Poll again shortly.
